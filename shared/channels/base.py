@@ -1,0 +1,267 @@
+"""Channel-neutral message types shared by every bot.
+
+A channel package (``whatsapp_bot``, ``sms_bot``, ``telegram_bot``) parses provider payloads into
+:class:`InboundMessage` and renders the channel-neutral :data:`Reply` values that routing produces
+into provider requests. Nothing here knows about any provider.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+InboundKind = Literal[
+    "text", "button", "list", "audio", "image", "document", "location", "contacts", "other"
+]
+
+
+@dataclass(slots=True)
+class CustomerRef:
+    """Every identifier a channel gives for one customer; any of them may be missing.
+
+    Attributes:
+        phone: E.164 phone number (``+15551234567``) when the channel gives one.
+        bsuid: WhatsApp business-scoped user id (``contacts[].user_id``), e.g. ``BR.150257...``.
+        parent_bsuid: WhatsApp ``parent_user_id`` when present.
+        username: WhatsApp / Telegram username.
+        telegram_id: Telegram user id as a string.
+        profile_name: display name the customer chose.
+    """
+
+    phone: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+    username: str | None = None
+    telegram_id: str | None = None
+    profile_name: str | None = None
+
+    def address(self) -> str:
+        """Return the best identifier to reach this customer (phone first)."""
+        for value in (self.phone, self.bsuid, self.telegram_id, self.username):
+            if value:
+                return value
+        raise ValueError("customer has no identifier")
+
+
+@dataclass(slots=True)
+class InboundMessage:
+    """One message a customer sent, parsed from a provider payload.
+
+    Attributes:
+        provider_message_id: the provider's unique id (WhatsApp ``wamid``, Twilio ``MessageSid``,
+            Telegram ``update_id``/``message_id``); the inbox dedupes on it.
+        customer: who sent it.
+        kind: what it is.
+        text: the text, or for ``button``/``list`` the title the customer saw.
+        payload: for ``button``/``list`` the callback id (``prefix:action[:arg]``).
+        media_id: provider media id or URL for audio/image/document.
+        media_mime: MIME type of the media when known.
+        location: ``{"latitude", "longitude", "name", "address"}`` for locations.
+        context_message_id: the provider id of the message this one replies to.
+        timestamp: provider timestamp (seconds since the epoch), 0 when unknown.
+        raw: the provider's own dict for this message, kept for the dead-letter table and debugging.
+    """
+
+    provider_message_id: str
+    customer: CustomerRef
+    kind: InboundKind = "text"
+    text: str = ""
+    payload: str | None = None
+    media_id: str | None = None
+    media_mime: str | None = None
+    location: dict[str, Any] | None = None
+    context_message_id: str | None = None
+    timestamp: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StatusUpdate:
+    """A delivery status report for a message the bot sent.
+
+    Attributes:
+        provider_message_id: id the provider gave the outbound message.
+        status: ``sent``, ``delivered``, ``read`` or ``failed`` (channels map their own names).
+        error: provider error text for ``failed``.
+        error_code: provider error code for ``failed`` (WhatsApp 131062 and the like).
+        timestamp: provider timestamp, 0 when unknown.
+    """
+
+    provider_message_id: str
+    status: str
+    error: str | None = None
+    error_code: int | None = None
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class Button:
+    """A reply button: ``id`` is the callback (``prefix:action[:arg]``), ``title`` what is shown."""
+
+    id: str
+    title: str
+
+
+@dataclass(slots=True)
+class ListRow:
+    """One selectable row of a list message."""
+
+    id: str
+    title: str
+    description: str = ""
+
+
+@dataclass(slots=True)
+class ListSection:
+    """A titled group of rows in a list message."""
+
+    title: str
+    rows: list[ListRow]
+
+
+@dataclass(slots=True)
+class TextReply:
+    """Plain text. ``*bold*`` marks emphasis; links go in the text (no URL buttons)."""
+
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ButtonsReply:
+    """Text with reply buttons. Channels paginate when there are more than they allow."""
+
+    text: str
+    buttons: list[Button]
+    type: Literal["buttons"] = "buttons"
+
+
+@dataclass(slots=True)
+class ListReply:
+    """Text with a single-select list (``button`` is the label that opens the list)."""
+
+    text: str
+    button: str
+    sections: list[ListSection]
+    type: Literal["list"] = "list"
+
+
+@dataclass(slots=True)
+class AudioReply:
+    """A voice note: OGG/Opus bytes, or a provider media id already uploaded."""
+
+    audio: bytes | None = None
+    media_id: str | None = None
+    mime: str = "audio/ogg; codecs=opus"
+    type: Literal["audio"] = "audio"
+
+
+Reply = TextReply | ButtonsReply | ListReply | AudioReply
+
+
+def reply_to_dict(reply: Reply) -> dict[str, Any]:
+    """Serialize a reply for the outbox (audio bytes are not stored here, only a media id)."""
+    if isinstance(reply, TextReply):
+        return {"type": "text", "text": reply.text}
+    if isinstance(reply, ButtonsReply):
+        return {
+            "type": "buttons",
+            "text": reply.text,
+            "buttons": [{"id": b.id, "title": b.title} for b in reply.buttons],
+        }
+    if isinstance(reply, ListReply):
+        return {
+            "type": "list",
+            "text": reply.text,
+            "button": reply.button,
+            "sections": [
+                {
+                    "title": s.title,
+                    "rows": [
+                        {"id": r.id, "title": r.title, "description": r.description}
+                        for r in s.rows
+                    ],
+                }
+                for s in reply.sections
+            ],
+        }
+    return {"type": "audio", "media_id": reply.media_id, "mime": reply.mime}
+
+
+def reply_from_dict(data: dict[str, Any]) -> Reply:
+    """Inverse of :func:`reply_to_dict`.
+
+    Raises:
+        ValueError: the dict is not a reply this module knows.
+    """
+    kind = data.get("type")
+    if kind == "text":
+        return TextReply(text=str(data["text"]))
+    if kind == "buttons":
+        return ButtonsReply(
+            text=str(data["text"]),
+            buttons=[Button(id=b["id"], title=b["title"]) for b in data["buttons"]],
+        )
+    if kind == "list":
+        return ListReply(
+            text=str(data["text"]),
+            button=str(data.get("button", "Choose")),
+            sections=[
+                ListSection(
+                    title=s.get("title", ""),
+                    rows=[
+                        ListRow(id=r["id"], title=r["title"], description=r.get("description", ""))
+                        for r in s["rows"]
+                    ],
+                )
+                for s in data["sections"]
+            ],
+        )
+    if kind == "audio":
+        return AudioReply(media_id=data.get("media_id"), mime=data.get("mime", "audio/ogg"))
+    raise ValueError(f"unknown reply type: {kind!r}")
+
+
+class SendError(Exception):
+    """A provider refused or failed a send.
+
+    Attributes:
+        retryable: whether trying again later may succeed (429, 5xx, network errors).
+        retry_after: seconds the provider asked us to wait, when it said.
+        code: provider error code (e.g. WhatsApp 131062), when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.code = code
+
+
+class ChannelAdapter(ABC):
+    """Sends channel-neutral replies through one provider.
+
+    Implementations render each :data:`Reply` within the provider's limits (one reply may become
+    several provider messages) and raise :class:`SendError` on failure.
+    """
+
+    @abstractmethod
+    async def send(
+        self, customer: CustomerRef, reply: Reply, *, reply_to: str | None = None
+    ) -> list[str]:
+        """Send one reply; return the provider message ids created.
+
+        Raises:
+            SendError: the provider refused or could not be reached.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold no resources
+        """Release connections."""
