@@ -12,9 +12,8 @@ from aiohttp import web
 from shared.sandbox.state import SandboxState
 
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
-# request-scoped values set by the recording middleware
-BODY_KEY = "sandbox_body"
-SEQ_KEY = "sandbox_seq"
+# the recording middleware hands the request's sequence number to the handler
+SEQ_KEY = web.RequestKey("sandbox_seq", int)
 
 _SECRET_HEADERS = {"authorization", "x-twilio-signature", "x-telegram-bot-api-secret-token"}
 
@@ -63,6 +62,10 @@ class ParsedBody:
         form: dict[str, Any] = dict(self.form or {})
         form.update({name: f.describe() for name, f in self.files.items()})
         return None, form
+
+
+# the body, read once by the recording middleware and shared with the handler
+BODY_KEY = web.RequestKey("sandbox_body", ParsedBody)
 
 
 async def read_body(request: web.Request) -> ParsedBody:
