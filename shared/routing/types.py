@@ -37,7 +37,7 @@ class ConversationState:
 
 @dataclass(slots=True)
 class RouteEvent:
-    """Something worth recording in the bot's ``events`` table (``quiz_answer``, ``segment``...)."""
+    """Something worth recording in the bot's ``events`` table (``quiz_answer``, ``segment``)."""
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
