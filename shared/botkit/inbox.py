@@ -1,0 +1,312 @@
+"""The inbox worker: handles each persisted inbound message off the request path.
+
+Per customer, messages are handled strictly in arrival order (one task per customer drains that
+customer's queue); different customers are handled concurrently. Handling one message:
+
+1. access lists (blocked → nothing is sent);
+2. rate limit (over the limit → one polite notice per window, then silence);
+3. ``nav:more:<token>`` → the next page of a paginated reply; otherwise routing
+   (``shared.routing.route``) and, when it says ``needs_llm``, the orchestrator's LLM with the
+   last 20 messages, else the fallback text;
+4. one transaction: inbound message, customer state, events, outbox rows, inbox row ``done``.
+
+Because step 4 is atomic, a crash anywhere before it leaves the inbox row open and the message is
+handled again on the next start; a crash after it cannot produce a second set of replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from shared.botkit import access
+from shared.channels.base import InboundMessage, Reply, TextReply, reply_from_dict
+from shared.logging import request_id_var
+from shared.routing.types import ConversationState, RouteEvent, RouteResult
+from shared.store import InboxRow, User
+
+if TYPE_CHECKING:
+    from shared.botkit.context import BotContext
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+HISTORY_LIMIT = 20
+NAV_MORE_PREFIX = "nav:more:"
+
+
+def _route(ctx: BotContext, message: InboundMessage, state: ConversationState) -> RouteResult:
+    """Call the shared router; until it exists, everything goes to the LLM/fallback path."""
+    try:
+        load_funnel = importlib.import_module("shared.funnel").load_funnel
+        route = importlib.import_module("shared.routing").route
+    except (ImportError, AttributeError):
+        return RouteResult(replies=[], state=state, needs_llm=True, handler="no_router")
+    funnel_config = ctx.config.get("funnel")
+    key = json.dumps(funnel_config, sort_keys=True, default=str)
+    funnel = ctx.funnel_cache.get(key)
+    if funnel is None:
+        funnel = load_funnel(funnel_config)
+        ctx.funnel_cache.clear()
+        ctx.funnel_cache[key] = funnel
+    result: RouteResult = route(message, state, funnel)
+    return result
+
+
+def _reply_text(reply: Reply) -> str:
+    return str(getattr(reply, "text", "") or "")
+
+
+class InboxWorker:
+    """Handles inbox rows, in order per customer.
+
+    Args:
+        ctx: the running bot.
+        concurrency: how many customers are handled at the same time.
+    """
+
+    def __init__(self, ctx: BotContext, *, concurrency: int = 32) -> None:
+        self.ctx = ctx
+        self._queues: dict[str, deque[int]] = {}
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def submit(self, inbox_id: int, customer: str) -> None:
+        """Queue an inbox row for handling after the customer's earlier messages."""
+        if self._closing:
+            return  # stays in the inbox; replayed on the next start
+        self._queues.setdefault(customer, deque()).append(inbox_id)
+        if customer not in self._runners:
+            self._idle.clear()
+            self._runners[customer] = asyncio.create_task(
+                self._run_customer(customer), name=f"inbox:{customer}"
+            )
+
+    def replay(self) -> int:
+        """Queue every row received but not handled (call once on start).
+
+        Returns:
+            How many rows were queued.
+        """
+        rows = self.ctx.store.inbox_open()
+        for row in rows:
+            self.submit(row.id, row.customer)
+        if rows:
+            logger.info("replaying unhandled inbox rows", extra={"count": len(rows)})
+        return len(rows)
+
+    async def _run_customer(self, customer: str) -> None:
+        queue = self._queues[customer]
+        try:
+            while queue and not self._closing:
+                inbox_id = queue.popleft()
+                async with self._slots:
+                    await self.process(inbox_id)
+        finally:
+            self._runners.pop(customer, None)
+            if not queue:
+                self._queues.pop(customer, None)
+            if not self._runners:
+                self._idle.set()
+
+    async def wait_idle(self, grace_s: float) -> bool:
+        """Wait until nothing is being handled; return False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking rows; give in-flight handling ``grace_s`` seconds, then cancel it.
+
+        Cancelled rows stay open in the inbox and are handled again on the next start.
+        """
+        self._closing = True
+        if not await self.wait_idle(grace_s):
+            runners = list(self._runners.values())
+            for task in runners:
+                task.cancel()
+            for task in runners:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            logger.warning("inbox handling interrupted by shutdown", extra={"tasks": len(runners)})
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a best-effort side call (mark as read) without delaying the reply."""
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("side call failed", extra={"error": str(task.exception())})
+
+    # -- handling ---------------------------------------------------------------------------
+
+    async def process(self, inbox_id: int) -> None:
+        """Handle one inbox row; errors are logged and retried up to 3 attempts."""
+        store = self.ctx.store
+        row = store.inbox_get(inbox_id)
+        if row is None or row.state not in ("received", "processing"):
+            return
+        token = request_id_var.set(row.request_id)
+        try:
+            store.inbox_mark_processing(inbox_id)
+            await self.handle(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempts = row.attempts + 1
+            logger.exception(
+                "inbox handling failed",
+                extra={"provider_message_id": row.provider_message_id, "attempt": attempts},
+            )
+            if attempts >= MAX_ATTEMPTS:
+                store.inbox_finish(inbox_id, state="failed", note=f"{type(exc).__name__}: {exc}")
+            else:
+                store.conn.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (inbox_id,))
+                asyncio.get_running_loop().call_later(
+                    float(attempts), self.submit, inbox_id, row.customer
+                )
+        finally:
+            request_id_var.reset(token)
+
+    async def handle(self, row: InboxRow) -> None:
+        """Run the pipeline for one message (see the module docstring)."""
+        ctx = self.ctx
+        store = ctx.store
+        message = row.message
+        now = ctx.clock()
+        extra = {"provider_message_id": row.provider_message_id}
+
+        if not access.is_allowed(message.customer, ctx.config):
+            store.inbox_finish(row.id, note="blocked", now=now)
+            logger.info("message from a blocked or not allowed customer dropped", extra=extra)
+            return
+
+        user = store.resolve_user(message.customer, now=now)
+        self._background(ctx.channel.on_received(ctx, message))
+
+        text = message.text
+        if message.kind == "audio":
+            transcript = await self.transcribe(message)
+            text = f"[voice] {transcript}" if transcript else "[voice]"
+
+        limit = access.rate_limit(ctx.config)
+        if limit is not None:
+            count, window = limit
+            window_start = now - window
+            sent = store.count_inbound_since(user.id, window_start) + 1
+            decision = access.rate_decision(
+                sent_in_window=sent,
+                limit=count,
+                window_start=window_start,
+                last_notice_at=user.rate_notice_at,
+            )
+            if decision != "ok":
+                with store.transaction():
+                    self._record_inbound(row, user, text)
+                    store.add_event(user.id, "rate_limited", {"decision": decision}, now=now)
+                    if decision == "notice":
+                        store.set_rate_notice(user.id, now=now)
+                        ctx.enqueue_reply(
+                            user.ref(), TextReply(ctx.rate_limit_text),
+                            user_id=user.id, source_inbox_id=row.id, origin="system",
+                        )
+                    store.inbox_finish(row.id, note=f"rate_limited:{decision}", now=now)
+                ctx.wake_outbox()
+                logger.info("rate limit applied", extra={**extra, "decision": decision})
+                return
+
+        state = store.load_state(user)
+        replies: list[Reply]
+        events: list[RouteEvent]
+        handler: str
+        rest = None
+        if message.payload and message.payload.startswith(NAV_MORE_PREFIX):
+            rest = store.get_continuation(message.payload[len(NAV_MORE_PREFIX) :])
+        if rest is not None:
+            replies, events, handler = [reply_from_dict(rest)], [], "nav_more"
+            new_state, needs_llm = state, False
+        elif message.kind == "audio" and text == "[voice]":
+            # No transcription yet: keep the note on record and answer with the fallback.
+            replies, events, handler, new_state, needs_llm = [], [], "voice", state, False
+            replies.append(TextReply(ctx.fallback_text))
+        else:
+            routed_message = message
+            if text != message.text:
+                fields = {**_fields(message), "text": text, "kind": "text"}
+                routed_message = InboundMessage(**fields)
+            result = _route(ctx, routed_message, state)
+            replies, events, handler = list(result.replies), list(result.events), result.handler
+            new_state, needs_llm = result.state, result.needs_llm
+
+        if needs_llm:
+            replies.append(TextReply(await self.llm_text(user, text)))
+
+        with store.transaction():
+            self._record_inbound(row, user, text)
+            store.save_state(user.id, new_state, now=now)
+            for event in events:
+                store.add_event(user.id, event.type, event.data, now=now)
+            for reply in replies:
+                ctx.enqueue_reply(user.ref(), reply, user_id=user.id, source_inbox_id=row.id)
+            store.inbox_finish(row.id, now=now)
+        ctx.wake_outbox()
+        logger.info(
+            "message handled",
+            extra={**extra, "handler": handler, "replies": len(replies), "llm": needs_llm},
+        )
+
+    def _record_inbound(self, row: InboxRow, user: User, text: str) -> None:
+        store = self.ctx.store
+        message = row.message
+        now = self.ctx.clock()
+        store.add_message(
+            direction="in",
+            customer=row.customer,
+            type_=message.kind,
+            text=text,
+            user_id=user.id,
+            provider_message_id=message.provider_message_id,
+            now=now,
+        )
+        store.touch_inbound(user.id, now=now)
+
+    async def llm_text(self, user: User, text: str) -> str:
+        """Ask the orchestrator's LLM; fall back to the configured text on any failure."""
+        client = self.ctx.client
+        if client is None or not text.strip():
+            return self.ctx.fallback_text
+        history = self.ctx.store.history(user.id, limit=HISTORY_LIMIT)
+        answer = await client.llm_reply(text, history, user.ref().address())
+        if answer is None:
+            return self.ctx.fallback_text
+        return str(answer["text"])
+
+    async def transcribe(self, message: InboundMessage) -> str | None:
+        """Speech-to-text hook for voice notes.
+
+        Returns ``None`` until the AI issue lands ``/internal/stt`` (then: download the media
+        through the channel adapter, post it, and return the text; the runtime marks it
+        ``[voice]`` and routes it as text).
+        """
+        return None
+
+
+def _fields(message: InboundMessage) -> dict[str, Any]:
+    return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]

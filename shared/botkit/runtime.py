@@ -1,0 +1,176 @@
+"""Bot process entry: ``run_bot(channel)`` (what every ``{kind}_bot/__main__.py`` calls).
+
+Start: read the environment, fetch the config (with retry), open and migrate the SQLite file,
+settle outbox rows left in ``sending``, serve the webhook + control API, replay unhandled inbox
+rows, start the outbox worker and the token refresher, post ``started``.
+
+SIGTERM/SIGINT: close the listener (no new requests), give in-flight handling and sends up to
+~2.5 s, post ``stopping``, close everything, exit 0. Anything unfinished stays in the inbox/outbox
+and is picked up on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from shared.botkit.context import BotContext
+from shared.botkit.control import (
+    CTX_KEY,
+    control_auth_middleware,
+    control_routes,
+    request_id_middleware,
+)
+from shared.botkit.inbox import InboxWorker
+from shared.botkit.outbox import OutboxWorker
+from shared.botkit.settings import BotSettings, SettingsError
+from shared.botkit.spec import ChannelSpec
+from shared.logging import setup_json_logging
+from shared.orchestrator_client import OrchestratorClient, OrchestratorError
+from shared.store import BotStore
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+INBOX_GRACE_S = 1.5
+OUTBOX_GRACE_S = 1.0
+
+
+def build_app(ctx: BotContext) -> web.Application:
+    """Build the bot's aiohttp app: the channel's webhook routes plus the control API.
+
+    Bodies over 3 MB are refused with 413 by aiohttp itself when a handler reads them.
+    """
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[request_id_middleware, control_auth_middleware],
+    )
+    app[CTX_KEY] = ctx
+    app.add_routes(ctx.channel.routes(ctx))
+    app.add_routes(control_routes())
+    return app
+
+
+def create_context(
+    channel: ChannelSpec,
+    settings: BotSettings,
+    config: dict[str, Any],
+    *,
+    http: aiohttp.ClientSession,
+    client: OrchestratorClient | None,
+    store: BotStore | None = None,
+) -> BotContext:
+    """Wire a :class:`BotContext` with its workers (also used by in-process tests)."""
+    if store is None:
+        store = BotStore.open(settings.data_dir / channel.db_filename(settings.instance_id))
+    ctx = BotContext(
+        settings=settings,
+        channel=channel,
+        config=config,
+        store=store,
+        adapter=channel.make_adapter(config, http),
+        http=http,
+        client=client,
+    )
+    ctx.inbox = InboxWorker(ctx)
+    ctx.outbox = OutboxWorker(ctx)
+    return ctx
+
+
+async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
+    """Run the bot until SIGTERM/SIGINT; return the process exit code."""
+    client = OrchestratorClient(settings.orchestrator_url, settings.internal_token,
+                                settings.instance_id)
+    try:
+        config = await client.fetch_config()
+    except OrchestratorError as exc:
+        logger.error("cannot fetch config", extra={"error": str(exc)})
+        await client.close()
+        return 2
+    port = settings.port or int(config.get("webhook_port") or 0)
+    if not port:
+        logger.error("no port: set BOT_PORT or the instance's webhook_port")
+        await client.close()
+        return 2
+
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    ctx = create_context(channel, settings, config, http=http, client=client)
+    resent, settled = ctx.store.outbox_recover(now=ctx.clock())
+    if resent or settled:
+        logger.warning(
+            "outbox rows interrupted by a crash settled",
+            extra={"resent": resent, "marked_sent": settled},
+        )
+
+    runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, port, reuse_address=True, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        logger.error("cannot listen", extra={"port": port, "error": str(exc)})
+        await client.post_event("error", f"cannot listen on port {port}: {exc}")
+        await runner.cleanup()
+        await http.close()
+        await client.close()
+        ctx.store.close()
+        return 3
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    assert ctx.inbox is not None  # noqa: S101 - set by create_context
+    assert ctx.outbox is not None  # noqa: S101 - set by create_context
+    ctx.inbox.replay()
+    outbox_task = asyncio.create_task(ctx.outbox.run(), name="outbox")
+    refresher = asyncio.create_task(client.run_token_refresher(stop), name="token-refresh")
+    logger.info("bot started", extra={"port": port, "pid": os.getpid(), "kind": channel.kind})
+    await client.post_event("started", "bot started", {"pid": os.getpid(), "port": port})
+
+    await stop.wait()
+    logger.info("stopping")
+    await site.stop()  # stop accepting: the listener closes first
+    await asyncio.gather(ctx.inbox.stop(INBOX_GRACE_S), ctx.outbox.stop(OUTBOX_GRACE_S))
+    outbox_task.cancel()
+    refresher.cancel()
+    for task in (outbox_task, refresher):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.post_event("stopping", "bot stopping"), 0.5)
+    await runner.cleanup()
+    await http.close()
+    await client.close()
+    ctx.store.close()
+    logger.info("stopped")
+    return 0
+
+
+def run_bot(channel: ChannelSpec) -> None:
+    """Entry point of a bot subprocess (``python -m {kind}_bot``); never returns.
+
+    Reads ``BOT_INSTANCE_ID``/``WA_INSTANCE_ID``, ``BOT_INTERNAL_TOKEN``/``WA_INTERNAL_TOKEN``,
+    ``ORCHESTRATOR_URL``, ``BOT_CONTROL_KEY``, ``BOT_DATA_DIR``, ``BOT_PORT``, ``BOT_HOST``,
+    ``BOT_LOG_LEVEL``. Exits 0 after a graceful stop, 2 on missing settings or config, 3 when the
+    port cannot be bound.
+    """
+    try:
+        settings = BotSettings.from_env(channel.kind)
+    except SettingsError as exc:
+        setup_json_logging(os.environ.get("BOT_INSTANCE_ID"))
+        logger.error("bad environment", extra={"error": str(exc)})
+        sys.exit(2)
+    setup_json_logging(settings.instance_id, settings.log_level)
+    code = asyncio.run(serve(channel, settings))
+    logging.shutdown()
+    sys.exit(code)

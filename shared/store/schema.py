@@ -1,0 +1,161 @@
+"""Versioned migrations of a bot's SQLite file (``PRAGMA user_version``).
+
+Append new migrations; never edit one that has shipped. Migration ``n`` (1-based) brings the
+database from version ``n - 1`` to ``n``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        phone TEXT,
+        bsuid TEXT,
+        parent_bsuid TEXT,
+        username TEXT,
+        telegram_id TEXT,
+        profile_name TEXT,
+        funnel_state TEXT,
+        segment TEXT,
+        answers TEXT NOT NULL DEFAULT '{}',
+        data TEXT NOT NULL DEFAULT '{}',
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        last_inbound_at TEXT,
+        rate_notice_at TEXT
+    );
+    CREATE UNIQUE INDEX users_phone ON users(phone) WHERE phone IS NOT NULL;
+    CREATE UNIQUE INDEX users_bsuid ON users(bsuid) WHERE bsuid IS NOT NULL;
+    CREATE UNIQUE INDEX users_telegram_id ON users(telegram_id) WHERE telegram_id IS NOT NULL;
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id),
+        type TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}',
+        ts TEXT NOT NULL
+    );
+    CREATE INDEX events_user ON events(user_id, id);
+
+    CREATE TABLE custom_discovery (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        step TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        UNIQUE (user_id, step)
+    );
+
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id),
+        customer TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        provider_message_id TEXT,
+        type TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        status TEXT,
+        error TEXT,
+        error_code INTEGER,
+        outbox_id INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX messages_provider ON messages(provider_message_id);
+    CREATE INDEX messages_user ON messages(user_id, id);
+
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY,
+        provider_message_id TEXT NOT NULL UNIQUE,
+        customer TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'received'
+            CHECK (state IN ('received', 'processing', 'done', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        request_id TEXT,
+        received_at TEXT NOT NULL,
+        processed_at TEXT
+    );
+    CREATE INDEX inbox_open ON inbox(state) WHERE state IN ('received', 'processing');
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id),
+        customer TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        reply_to TEXT,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        provider_message_ids TEXT,
+        last_error TEXT,
+        error_code INTEGER,
+        source_inbox_id INTEGER,
+        origin TEXT NOT NULL DEFAULT 'bot',
+        request_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_open ON outbox(state, next_attempt_at)
+        WHERE state IN ('pending', 'sending');
+    CREATE INDEX outbox_customer ON outbox(customer, id);
+
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        raw TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        request_id TEXT,
+        ts TEXT NOT NULL
+    );
+
+    CREATE TABLE continuations (
+        token TEXT PRIMARY KEY,
+        user_id INTEGER,
+        reply TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the file's ``user_version``.
+
+    Args:
+        conn: an open connection in autocommit mode.
+
+    Returns:
+        The schema version after migrating.
+
+    Raises:
+        RuntimeError: the file is newer than this code.
+    """
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this code ({len(MIGRATIONS)})"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; split on ';' instead (no ';' inside strings).
+    return [part.strip() for part in script.split(";") if part.strip()]

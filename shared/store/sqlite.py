@@ -1,0 +1,834 @@
+"""A bot's own SQLite database: customers, messages, events, inbox, outbox, dead letters.
+
+One :class:`BotStore` per bot process, used from the event-loop thread only (SQLite calls take
+microseconds in WAL mode with ``synchronous=NORMAL``; keeping one connection on one thread makes
+the bot the database's single writer, as the architecture requires). Multi-statement changes run
+inside :meth:`BotStore.transaction`; nested ``transaction()`` blocks join the outer one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.channels.base import CustomerRef, InboundMessage
+from shared.routing.types import ConversationState
+from shared.store.schema import migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+# Delivery statuses only move forward. ``failed`` ranks below ``delivered``: Meta may report a
+# failure on one device and a delivery on another, and a delivery is the stronger fact.
+STATUS_RANK: dict[str, int] = {"pending": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
+
+_UPDATE_STATUS_SQL = (
+    "UPDATE messages SET status = ?, error = COALESCE(?, error), "
+    "error_code = COALESCE(?, error_code), updated_at = ? "
+    "WHERE provider_message_id = ? AND direction = 'out' AND "
+    "(CASE COALESCE(status, '') WHEN 'read' THEN 4 WHEN 'delivered' THEN 3 "
+    "WHEN 'failed' THEN 2 WHEN 'sent' THEN 1 ELSE 0 END) < ?"
+)
+
+
+def iso(dt: datetime) -> str:
+    """Format an aware datetime as fixed-width UTC ISO text (sorts as text)."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """Inverse of :func:`iso`; ``None`` stays ``None``."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def utcnow() -> datetime:
+    """Return the current aware UTC time."""
+    return datetime.now(UTC)
+
+
+def inbound_to_json(message: InboundMessage) -> str:
+    """Serialise an inbound message for the inbox."""
+    return json.dumps(asdict(message), ensure_ascii=False, separators=(",", ":"))
+
+
+def inbound_from_json(text: str) -> InboundMessage:
+    """Inverse of :func:`inbound_to_json`."""
+    data = json.loads(text)
+    data["customer"] = CustomerRef(**data["customer"])
+    return InboundMessage(**data)
+
+
+def customer_to_json(customer: CustomerRef) -> str:
+    """Serialise a customer reference (outbox ``recipient``)."""
+    return json.dumps(asdict(customer), ensure_ascii=False, separators=(",", ":"))
+
+
+def customer_from_json(text: str) -> CustomerRef:
+    """Inverse of :func:`customer_to_json`."""
+    return CustomerRef(**json.loads(text))
+
+
+@dataclass(slots=True)
+class User:
+    """One customer row."""
+
+    id: int
+    phone: str | None
+    bsuid: str | None
+    parent_bsuid: str | None
+    username: str | None
+    telegram_id: str | None
+    profile_name: str | None
+    funnel_state: str | None
+    segment: str | None
+    answers: dict[str, Any]
+    data: dict[str, Any]
+    first_seen: datetime
+    last_seen: datetime
+    last_inbound_at: datetime | None
+    rate_notice_at: datetime | None
+
+    def ref(self) -> CustomerRef:
+        """Return every identifier of this customer as a :class:`CustomerRef`."""
+        return CustomerRef(
+            phone=self.phone,
+            bsuid=self.bsuid,
+            parent_bsuid=self.parent_bsuid,
+            username=self.username,
+            telegram_id=self.telegram_id,
+            profile_name=self.profile_name,
+        )
+
+
+@dataclass(slots=True)
+class InboxRow:
+    """One received message waiting for (or done with) handling."""
+
+    id: int
+    provider_message_id: str
+    customer: str
+    message: InboundMessage
+    state: str
+    attempts: int
+    request_id: str | None
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class OutboxRow:
+    """One reply to send (one provider call, possibly several provider messages)."""
+
+    id: int
+    user_id: int | None
+    customer: str
+    recipient: CustomerRef
+    reply: dict[str, Any]
+    reply_to: str | None
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    provider_message_ids: list[str] = field(default_factory=list)
+    last_error: str | None = None
+    error_code: int | None = None
+    source_inbox_id: int | None = None
+    origin: str = "bot"
+    request_id: str | None = None
+
+
+class BotStore:
+    """The per-bot SQLite database.
+
+    Args:
+        conn: an autocommit connection (use :meth:`open`).
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: str | Path) -> BotStore:
+        """Open (creating if needed) and migrate a bot database.
+
+        Args:
+            path: the SQLite file, e.g. ``data/wa_sales_support-bot.db``; ``:memory:`` for tests.
+
+        Returns:
+            A ready store.
+        """
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            str(path),
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        migrate(conn)
+        return cls(conn)
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction (joins an outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")
+
+    # -- inbox ------------------------------------------------------------------------------
+
+    def inbox_insert(
+        self,
+        message: InboundMessage,
+        *,
+        customer: str,
+        request_id: str | None = None,
+        now: datetime | None = None,
+    ) -> int | None:
+        """Persist a received message unless its provider id is already there.
+
+        Insert-if-absent through the UNIQUE constraint (no check-then-insert race).
+
+        Returns:
+            The new inbox id, or ``None`` for a duplicate delivery.
+        """
+        cur = self.conn.execute(
+            "INSERT INTO inbox (provider_message_id, customer, raw, request_id, received_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider_message_id) DO NOTHING",
+            (
+                message.provider_message_id,
+                customer,
+                inbound_to_json(message),
+                request_id,
+                iso(now or utcnow()),
+            ),
+        )
+        if cur.rowcount != 1:
+            return None
+        return cur.lastrowid
+
+    def _inbox_row(self, row: sqlite3.Row) -> InboxRow:
+        return InboxRow(
+            id=row["id"],
+            provider_message_id=row["provider_message_id"],
+            customer=row["customer"],
+            message=inbound_from_json(row["raw"]),
+            state=row["state"],
+            attempts=row["attempts"],
+            request_id=row["request_id"],
+            received_at=parse_iso(row["received_at"]) or utcnow(),
+        )
+
+    def inbox_get(self, inbox_id: int) -> InboxRow | None:
+        """Return one inbox row."""
+        row = self.conn.execute("SELECT * FROM inbox WHERE id = ?", (inbox_id,)).fetchone()
+        return self._inbox_row(row) if row else None
+
+    def inbox_open(self) -> list[InboxRow]:
+        """Return rows received or being processed (to replay on start), oldest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM inbox WHERE state IN ('received', 'processing') ORDER BY id"
+        ).fetchall()
+        return [self._inbox_row(r) for r in rows]
+
+    def inbox_mark_processing(self, inbox_id: int) -> None:
+        """Mark a row as being handled and count the attempt."""
+        self.conn.execute(
+            "UPDATE inbox SET state = 'processing', attempts = attempts + 1 WHERE id = ?",
+            (inbox_id,),
+        )
+
+    def inbox_finish(
+        self,
+        inbox_id: int,
+        *,
+        state: str = "done",
+        note: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Close an inbox row as ``done`` or ``failed`` with an optional note."""
+        self.conn.execute(
+            "UPDATE inbox SET state = ?, last_error = ?, processed_at = ? WHERE id = ?",
+            (state, note, iso(now or utcnow()), inbox_id),
+        )
+
+    def inbox_state(self, inbox_id: int) -> tuple[str, str | None] | None:
+        """Return ``(state, last_error)`` of an inbox row."""
+        row = self.conn.execute(
+            "SELECT state, last_error FROM inbox WHERE id = ?", (inbox_id,)
+        ).fetchone()
+        return (row["state"], row["last_error"]) if row else None
+
+    def count_inbox_open(self) -> int:
+        """Return how many inbox rows are not handled yet."""
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM inbox WHERE state IN ('received', 'processing')"
+            ).fetchone()[0]
+        )
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def add_dead_letter(
+        self, raw: bytes | str, reason: str, *, request_id: str | None = None
+    ) -> int:
+        """Keep a body the bot accepted but could not interpret."""
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        cur = self.conn.execute(
+            "INSERT INTO dead_letters (raw, reason, request_id, ts) VALUES (?, ?, ?, ?)",
+            (text, reason, request_id, iso(utcnow())),
+        )
+        return int(cur.lastrowid or 0)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Return every dead letter, oldest first."""
+        rows = self.conn.execute("SELECT * FROM dead_letters ORDER BY id").fetchall()
+        return [dict(r) for r in rows]
+
+    # -- users ------------------------------------------------------------------------------
+
+    def _user(self, row: sqlite3.Row) -> User:
+        return User(
+            id=row["id"],
+            phone=row["phone"],
+            bsuid=row["bsuid"],
+            parent_bsuid=row["parent_bsuid"],
+            username=row["username"],
+            telegram_id=row["telegram_id"],
+            profile_name=row["profile_name"],
+            funnel_state=row["funnel_state"],
+            segment=row["segment"],
+            answers=json.loads(row["answers"] or "{}"),
+            data=json.loads(row["data"] or "{}"),
+            first_seen=parse_iso(row["first_seen"]) or utcnow(),
+            last_seen=parse_iso(row["last_seen"]) or utcnow(),
+            last_inbound_at=parse_iso(row["last_inbound_at"]),
+            rate_notice_at=parse_iso(row["rate_notice_at"]),
+        )
+
+    def get_user(self, user_id: int) -> User | None:
+        """Return a customer by row id."""
+        row = self.conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+        return self._user(row) if row else None
+
+    def find_user(self, customer: CustomerRef) -> User | None:
+        """Find a customer by BSUID, phone, Telegram id or (last resort) username."""
+        for column, value in (
+            ("bsuid", customer.bsuid),
+            ("phone", customer.phone),
+            ("telegram_id", customer.telegram_id),
+            ("username", customer.username),
+        ):
+            if value:
+                row = self.conn.execute(
+                    f"SELECT * FROM users WHERE {column} = ? ORDER BY id LIMIT 1",  # noqa: S608 - column from a fixed list
+                    (value,),
+                ).fetchone()
+                if row:
+                    return self._user(row)
+        return None
+
+    def find_user_by_address(self, address: str) -> User | None:
+        """Find a customer by any single identifier (phone, BSUID, chat id, username)."""
+        row = self.conn.execute(
+            "SELECT * FROM users WHERE phone = ? OR bsuid = ? OR telegram_id = ? OR username = ? "
+            "ORDER BY id LIMIT 1",
+            (address, address, address, address),
+        ).fetchone()
+        return self._user(row) if row else None
+
+    def resolve_user(self, customer: CustomerRef, *, now: datetime | None = None) -> User:
+        """Find or create the customer, filling in identifiers it did not have yet.
+
+        Args:
+            customer: every identifier the channel gave.
+            now: the time of contact (``last_seen``).
+
+        Returns:
+            The customer's row after the update.
+
+        Raises:
+            ValueError: the reference carries no identifier at all.
+        """
+        stamp = iso(now or utcnow())
+        if not any((customer.phone, customer.bsuid, customer.telegram_id, customer.username)):
+            raise ValueError("customer has no identifier")
+        with self.transaction():
+            existing = self.find_user(customer)
+            if existing is None:
+                cur = self.conn.execute(
+                    "INSERT INTO users (phone, bsuid, parent_bsuid, username, telegram_id, "
+                    "profile_name, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        customer.phone,
+                        customer.bsuid,
+                        customer.parent_bsuid,
+                        customer.username,
+                        customer.telegram_id,
+                        customer.profile_name,
+                        stamp,
+                        stamp,
+                    ),
+                )
+                user_id = int(cur.lastrowid or 0)
+            else:
+                user_id = existing.id
+                updates: dict[str, Any] = {"last_seen": stamp}
+                for column in ("phone", "bsuid", "telegram_id"):
+                    value = getattr(customer, column)
+                    if value and getattr(existing, column) is None and not self._taken(
+                        column, value
+                    ):
+                        updates[column] = value
+                # Names and handles change over time: keep the latest.
+                for column in ("parent_bsuid", "username", "profile_name"):
+                    value = getattr(customer, column)
+                    if value:
+                        updates[column] = value
+                assignments = ", ".join(f"{c} = ?" for c in updates)
+                self.conn.execute(
+                    f"UPDATE users SET {assignments} WHERE id = ?",  # noqa: S608 - fixed column names
+                    (*updates.values(), user_id),
+                )
+        user = self.get_user(user_id)
+        assert user is not None  # noqa: S101 - just written in this transaction
+        return user
+
+    def _taken(self, column: str, value: str) -> bool:
+        row = self.conn.execute(
+            f"SELECT 1 FROM users WHERE {column} = ?",  # noqa: S608 - fixed column names
+            (value,),
+        ).fetchone()
+        return row is not None
+
+    def touch_inbound(self, user_id: int, *, now: datetime | None = None) -> None:
+        """Record that the customer just wrote (opens the 24-hour window)."""
+        stamp = iso(now or utcnow())
+        self.conn.execute(
+            "UPDATE users SET last_inbound_at = ?, last_seen = ? WHERE id = ?",
+            (stamp, stamp, user_id),
+        )
+
+    def set_rate_notice(self, user_id: int, *, now: datetime | None = None) -> None:
+        """Record when the customer was told about the rate limit."""
+        self.conn.execute(
+            "UPDATE users SET rate_notice_at = ? WHERE id = ?", (iso(now or utcnow()), user_id)
+        )
+
+    def load_state(self, user: User) -> ConversationState:
+        """Return what routing may read about the customer."""
+        rows = self.conn.execute(
+            "SELECT step, answer FROM custom_discovery WHERE user_id = ? ORDER BY id", (user.id,)
+        ).fetchall()
+        return ConversationState(
+            funnel_state=user.funnel_state,
+            segment=user.segment,
+            answers={str(k): str(v) for k, v in user.answers.items()},
+            discovery={r["step"]: r["answer"] for r in rows},
+            profile_name=user.profile_name,
+            data=dict(user.data),
+        )
+
+    def save_state(
+        self, user_id: int, state: ConversationState, *, now: datetime | None = None
+    ) -> None:
+        """Persist routing's view of the customer (funnel state, segment, answers, discovery)."""
+        stamp = iso(now or utcnow())
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE users SET funnel_state = ?, segment = ?, answers = ?, data = ? "
+                "WHERE id = ?",
+                (
+                    state.funnel_state,
+                    state.segment,
+                    json.dumps(state.answers, ensure_ascii=False),
+                    json.dumps(state.data, ensure_ascii=False, default=str),
+                    user_id,
+                ),
+            )
+            for step, answer in state.discovery.items():
+                self.conn.execute(
+                    "INSERT INTO custom_discovery (user_id, step, answer, ts) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (user_id, step) DO UPDATE SET answer = excluded.answer, "
+                    "ts = excluded.ts WHERE answer != excluded.answer",
+                    (user_id, step, answer, stamp),
+                )
+            if not state.discovery:
+                self.conn.execute("DELETE FROM custom_discovery WHERE user_id = ?", (user_id,))
+
+    # -- events -----------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        user_id: int | None,
+        type_: str,
+        data: dict[str, Any] | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Record an event (quiz answer, segment, blocked, rate_limited...)."""
+        cur = self.conn.execute(
+            "INSERT INTO events (user_id, type, data, ts) VALUES (?, ?, ?, ?)",
+            (
+                user_id,
+                type_,
+                json.dumps(data or {}, ensure_ascii=False, default=str),
+                iso(now or utcnow()),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def events(self, user_id: int | None = None) -> list[dict[str, Any]]:
+        """Return events (of one customer, or all), oldest first."""
+        if user_id is None:
+            rows = self.conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM events WHERE user_id = ? ORDER BY id", (user_id,)
+            ).fetchall()
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        *,
+        direction: str,
+        customer: str,
+        type_: str,
+        text: str = "",
+        user_id: int | None = None,
+        provider_message_id: str | None = None,
+        status: str | None = None,
+        error: str | None = None,
+        error_code: int | None = None,
+        outbox_id: int | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Record one inbound (``in``) or outbound (``out``) message."""
+        stamp = iso(now or utcnow())
+        cur = self.conn.execute(
+            "INSERT INTO messages (user_id, customer, direction, provider_message_id, type, text, "
+            "status, error, error_code, outbox_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                user_id,
+                customer,
+                direction,
+                provider_message_id,
+                type_,
+                text,
+                status,
+                error,
+                error_code,
+                outbox_id,
+                stamp,
+                stamp,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_message_status(
+        self,
+        provider_message_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        error_code: int | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Move an outbound message's delivery status forward (never backwards).
+
+        Args:
+            provider_message_id: the id the provider gave the message.
+            status: ``sent``, ``delivered``, ``read`` or ``failed``.
+            error: provider error text (``failed``).
+            error_code: provider error code (``failed``).
+            now: update time.
+
+        Returns:
+            True when a row changed; False for an unknown id, an unknown status or a status
+            that would move backwards (``delivered`` after ``read``).
+        """
+        rank = STATUS_RANK.get(status)
+        if rank is None:
+            return False
+        cur = self.conn.execute(
+            _UPDATE_STATUS_SQL,
+            (status, error, error_code, iso(now or utcnow()), provider_message_id, rank),
+        )
+        return cur.rowcount > 0
+
+    def message_by_provider_id(self, provider_message_id: str) -> dict[str, Any] | None:
+        """Return the message row with this provider id."""
+        row = self.conn.execute(
+            "SELECT * FROM messages WHERE provider_message_id = ? ORDER BY id LIMIT 1",
+            (provider_message_id,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def messages(self, user_id: int | None = None) -> list[dict[str, Any]]:
+        """Return messages (of one customer, or all), oldest first."""
+        if user_id is None:
+            rows = self.conn.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM messages WHERE user_id = ? ORDER BY id", (user_id,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def history(self, user_id: int, *, limit: int = 20) -> list[dict[str, str]]:
+        """Return the customer's last ``limit`` text messages for the LLM, oldest first."""
+        rows = self.conn.execute(
+            "SELECT direction, text FROM messages WHERE user_id = ? AND text != '' "
+            "AND COALESCE(status, '') != 'failed' "
+            "ORDER BY id DESC LIMIT ?",
+            (user_id, limit),
+        ).fetchall()
+        return [
+            {"role": "user" if r["direction"] == "in" else "assistant", "text": r["text"]}
+            for r in reversed(rows)
+        ]
+
+    def count_inbound_since(self, user_id: int, since: datetime) -> int:
+        """Return how many messages the customer sent since ``since``."""
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE user_id = ? AND direction = 'in' "
+                "AND created_at >= ?",
+                (user_id, iso(since)),
+            ).fetchone()[0]
+        )
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def outbox_add(
+        self,
+        *,
+        customer: CustomerRef,
+        reply: dict[str, Any],
+        user_id: int | None = None,
+        reply_to: str | None = None,
+        source_inbox_id: int | None = None,
+        origin: str = "bot",
+        request_id: str | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Queue one reply for sending.
+
+        Args:
+            customer: who to send to (the adapter picks phone or BSUID).
+            reply: the serialised channel-neutral reply (``reply_to_dict``).
+            user_id: the customer's row, when known.
+            reply_to: provider id of the message this one answers (WhatsApp ``context``).
+            source_inbox_id: the inbox row that caused it.
+            origin: ``bot``, ``operator``, ``system``.
+            request_id: for logs.
+            now: creation time (also the first attempt time).
+
+        Returns:
+            The outbox id.
+        """
+        stamp = iso(now or utcnow())
+        cur = self.conn.execute(
+            "INSERT INTO outbox (user_id, customer, recipient, reply, reply_to, next_attempt_at, "
+            "source_inbox_id, origin, request_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                user_id,
+                customer.address(),
+                customer_to_json(customer),
+                json.dumps(reply, ensure_ascii=False),
+                reply_to,
+                stamp,
+                source_inbox_id,
+                origin,
+                request_id,
+                stamp,
+                stamp,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _outbox_row(self, row: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(
+            id=row["id"],
+            user_id=row["user_id"],
+            customer=row["customer"],
+            recipient=customer_from_json(row["recipient"]),
+            reply=json.loads(row["reply"]),
+            reply_to=row["reply_to"],
+            state=row["state"],
+            attempts=row["attempts"],
+            next_attempt_at=parse_iso(row["next_attempt_at"]) or utcnow(),
+            provider_message_ids=json.loads(row["provider_message_ids"] or "[]"),
+            last_error=row["last_error"],
+            error_code=row["error_code"],
+            source_inbox_id=row["source_inbox_id"],
+            origin=row["origin"],
+            request_id=row["request_id"],
+        )
+
+    def outbox_get(self, outbox_id: int) -> OutboxRow | None:
+        """Return one outbox row."""
+        row = self.conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+        return self._outbox_row(row) if row else None
+
+    def outbox_all(self) -> list[OutboxRow]:
+        """Return every outbox row, oldest first (tests, admin views)."""
+        rows = self.conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        return [self._outbox_row(r) for r in rows]
+
+    def outbox_due(self, *, now: datetime | None = None, limit: int = 32) -> list[OutboxRow]:
+        """Return pending rows that may be sent now: per customer only the oldest open row.
+
+        A customer's replies go out in order: while an earlier row of the same customer waits
+        for a retry, later rows wait too.
+        """
+        rows = self.conn.execute(
+            "SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.customer = o.customer "
+            "AND p.id < o.id AND p.state IN ('pending', 'sending')) ORDER BY o.id LIMIT ?",
+            (iso(now or utcnow()), limit),
+        ).fetchall()
+        return [self._outbox_row(r) for r in rows]
+
+    def outbox_next_attempt(self) -> datetime | None:
+        """Return the earliest ``next_attempt_at`` among pending rows."""
+        row = self.conn.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+        ).fetchone()
+        return parse_iso(row[0]) if row else None
+
+    def outbox_mark_sending(self, outbox_id: int, *, now: datetime | None = None) -> bool:
+        """Claim a pending row for one send attempt (committed before the provider call).
+
+        Returns:
+            False when the row was not pending any more.
+        """
+        cur = self.conn.execute(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            (iso(now or utcnow()), outbox_id),
+        )
+        return cur.rowcount == 1
+
+    def outbox_mark_sent(
+        self, outbox_id: int, provider_ids: list[str], *, now: datetime | None = None
+    ) -> None:
+        """Record a successful send and the provider ids it produced."""
+        stamp = iso(now or utcnow())
+        self.conn.execute(
+            "UPDATE outbox SET state = 'sent', provider_message_ids = ?, sent_at = ?, "
+            "updated_at = ?, last_error = NULL WHERE id = ?",
+            (json.dumps(provider_ids), stamp, stamp, outbox_id),
+        )
+
+    def outbox_retry_later(
+        self, outbox_id: int, *, at: datetime, error: str, error_code: int | None = None
+    ) -> None:
+        """Put a row back to pending for another attempt at ``at``."""
+        self.conn.execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, "
+            "error_code = ?, updated_at = ? WHERE id = ?",
+            (iso(at), error, error_code, iso(utcnow()), outbox_id),
+        )
+
+    def outbox_mark_failed(
+        self,
+        outbox_id: int,
+        *,
+        error: str,
+        error_code: int | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Give up on a row (permanent error or too many attempts)."""
+        self.conn.execute(
+            "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, updated_at = ? "
+            "WHERE id = ?",
+            (error, error_code, iso(now or utcnow()), outbox_id),
+        )
+
+    def outbox_recover(self, *, now: datetime | None = None) -> tuple[int, int]:
+        """Settle rows left in ``sending`` by a crash (call once on start).
+
+        A row in ``sending`` means the process died between claiming the row and recording the
+        outcome. If provider ids were recorded the send happened: mark it ``sent``. Otherwise we
+        cannot know whether the provider accepted the request before the crash. Providers offer
+        no idempotency key, so we choose at-least-once: the row goes back to ``pending`` and is
+        sent again. The window for a double is the few milliseconds between the provider's answer
+        and our commit; the alternative (marking it failed) would silently lose replies after
+        every crash during a send.
+
+        Returns:
+            ``(resent, settled)``: rows put back to pending, rows marked sent.
+        """
+        stamp = iso(now or utcnow())
+        with self.transaction():
+            settled = self.conn.execute(
+                "UPDATE outbox SET state = 'sent', updated_at = ? WHERE state = 'sending' "
+                "AND provider_message_ids IS NOT NULL AND provider_message_ids != '[]'",
+                (stamp,),
+            ).rowcount
+            resent = self.conn.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?, "
+                "last_error = 'interrupted during send; resending' WHERE state = 'sending'",
+                (stamp, stamp),
+            ).rowcount
+        return resent, settled
+
+    def count_outbox_open(self) -> int:
+        """Return how many rows wait to be sent."""
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')"
+            ).fetchone()[0]
+        )
+
+    # -- pagination continuations -----------------------------------------------------------
+
+    def save_continuation(self, token: str, reply: dict[str, Any], *, user_id: int | None) -> None:
+        """Keep the rest of a paginated reply until the customer taps "More"."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO continuations (token, user_id, reply, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (token, user_id, json.dumps(reply, ensure_ascii=False), iso(utcnow())),
+        )
+
+    def get_continuation(self, token: str) -> dict[str, Any] | None:
+        """Return the rest of a paginated reply (kept: the customer may tap "More" twice)."""
+        row = self.conn.execute(
+            "SELECT reply FROM continuations WHERE token = ?", (token,)
+        ).fetchone()
+        return json.loads(row["reply"]) if row else None

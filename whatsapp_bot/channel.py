@@ -1,0 +1,118 @@
+"""The WhatsApp channel as the shared runtime sees it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from shared.botkit.spec import ChannelSpec
+from shared.channels.base import (
+    ChannelAdapter,
+    CustomerRef,
+    InboundMessage,
+    Reply,
+    SendError,
+)
+from whatsapp_bot import render
+from whatsapp_bot.adapter import WhatsAppAdapter
+from whatsapp_bot.webhook import make_routes
+
+if TYPE_CHECKING:
+    from shared.botkit.context import BotContext
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com"
+DEFAULT_GRAPH_VERSION = "v21.0"
+_PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
+
+
+class WhatsAppChannel(ChannelSpec):
+    """WhatsApp Cloud API: webhook, Graph adapter, 24-hour window, Meta's limits."""
+
+    kind = "whatsapp"
+    customer_service_window = timedelta(hours=24)
+
+    def db_filename(self, instance_id: str) -> str:
+        """Return ``wa_sales_{id}.db`` (the seed's name)."""
+        return f"wa_sales_{instance_id}.db"
+
+    def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:
+        """Return ``GET/POST /webhook``."""
+        return make_routes(ctx)
+
+    def make_adapter(
+        self, config: dict[str, Any], session: aiohttp.ClientSession
+    ) -> ChannelAdapter:
+        """Build the Graph client from ``graph_api_*``, ``phone_number_id``, ``access_token``."""
+        return WhatsAppAdapter(
+            session,
+            base_url=str(config.get("graph_api_base_url") or DEFAULT_GRAPH_BASE_URL),
+            version=str(config.get("graph_api_version") or DEFAULT_GRAPH_VERSION),
+            phone_number_id=str(config.get("phone_number_id") or ""),
+            access_token=str(config.get("access_token") or ""),
+        )
+
+    def parse_simulated(self, body: dict[str, Any]) -> InboundMessage:
+        """Build a message from ``{"from", "text", "payload", "profile_name"}`` (``from`` may be
+        a phone or a BSUID; ``bsuid``/``username`` may be given too)."""
+        sender = str(body.get("from") or "").strip()
+        bsuid = body.get("bsuid") or None
+        phone = None
+        if sender and _PHONE_RE.match(sender):
+            phone = "+" + "".join(ch for ch in sender if ch.isdigit())
+        elif sender:
+            bsuid = bsuid or sender
+        if not phone and not bsuid:
+            raise ValueError("'from' (phone or BSUID) is required")
+        payload = body.get("payload") or None
+        return InboundMessage(
+            provider_message_id=f"sim.{uuid.uuid4().hex}",
+            customer=CustomerRef(
+                phone=phone,
+                bsuid=bsuid,
+                username=body.get("username") or None,
+                profile_name=body.get("profile_name") or None,
+            ),
+            kind="button" if payload else "text",
+            text=str(body.get("text") or ""),
+            payload=str(payload) if payload else None,
+        )
+
+    def paginate(self, reply: Reply, token: str) -> tuple[Reply, Reply | None]:
+        """Split replies over Meta's 3 buttons / 10 rows, with a "More" choice."""
+        return render.paginate(reply, token)
+
+    async def send_outside_window(
+        self, ctx: BotContext, customer: CustomerRef, reply: Reply
+    ) -> list[str]:
+        """Send the configured template instead of a free-form message, or refuse clearly."""
+        name = str(ctx.config.get("wa_template_name") or "").strip()
+        if not name:
+            raise SendError(
+                "outside the 24-hour customer-service window and no wa_template_name "
+                "configured; free-form message not sent",
+                retryable=False,
+            )
+        adapter = ctx.adapter
+        if not isinstance(adapter, WhatsAppAdapter):
+            raise SendError("template sending needs the WhatsApp adapter", retryable=False)
+        language = str(ctx.config.get("wa_template_language") or "en_US")
+        logger.info("24-hour window closed; sending template", extra={"template": name})
+        return await adapter.send_template(customer, name, language)
+
+    async def on_received(self, ctx: BotContext, message: InboundMessage) -> None:
+        """Mark the message read (blue ticks) unless ``wa_mark_read`` is false."""
+        if ctx.config.get("wa_mark_read", True) is False:
+            return
+        if message.provider_message_id.startswith("sim."):
+            return
+        adapter = ctx.adapter
+        if isinstance(adapter, WhatsAppAdapter):
+            await adapter.mark_read(message.provider_message_id)

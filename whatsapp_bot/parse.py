@@ -1,0 +1,214 @@
+"""WhatsApp Cloud API webhook payload → inbound messages and delivery statuses.
+
+Pure functions over the decoded JSON. Unknown change fields, message types and status values are
+ignored (Meta adds new ones); a payload whose structure makes no sense raises
+:class:`PayloadError` so the webhook can keep it as a dead letter.
+
+Customers are identified by every id the payload gives: ``from``/``wa_id`` (phone, may be absent
+for customers who adopted a username), ``contacts[].user_id`` / ``from_user_id`` (BSUID),
+``parent_user_id``, ``profile.username`` and ``profile.name``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.channels.base import CustomerRef, InboundKind, InboundMessage, StatusUpdate
+
+logger = logging.getLogger(__name__)
+
+STATUSES = frozenset({"sent", "delivered", "read", "failed"})
+MEDIA_KINDS: dict[str, InboundKind] = {
+    "audio": "audio",
+    "voice": "audio",
+    "image": "image",
+    "document": "document",
+    "video": "other",
+    "sticker": "other",
+}
+IGNORED_TYPES = frozenset({"reaction", "unsupported", "system", "ephemeral", "request_welcome"})
+
+
+class PayloadError(ValueError):
+    """The payload is JSON but not a WhatsApp webhook this bot can interpret."""
+
+
+def _phone(raw: Any) -> str | None:
+    if not raw:
+        return None
+    digits = "".join(ch for ch in str(raw) if ch.isdigit())
+    return f"+{digits}" if digits else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PayloadError(f"{where} is not a list")
+    return value
+
+
+def _contact_for(message: dict[str, Any], contacts: list[dict[str, Any]]) -> dict[str, Any]:
+    sender = message.get("from")
+    sender_user = message.get("from_user_id")
+    for contact in contacts:
+        if sender and contact.get("wa_id") == sender:
+            return contact
+        if sender_user and contact.get("user_id") == sender_user:
+            return contact
+    return contacts[0] if len(contacts) == 1 else {}
+
+
+def customer_of(message: dict[str, Any], contacts: list[dict[str, Any]]) -> CustomerRef:
+    """Build the sender's :class:`CustomerRef` from a message and the payload's contacts.
+
+    Raises:
+        PayloadError: neither a phone nor a BSUID is present.
+    """
+    contact = _contact_for(message, contacts)
+    profile = _dict(contact.get("profile"))
+    customer = CustomerRef(
+        phone=_phone(message.get("from") or contact.get("wa_id")),
+        bsuid=message.get("from_user_id") or contact.get("user_id") or None,
+        parent_bsuid=message.get("from_parent_user_id") or contact.get("parent_user_id") or None,
+        username=profile.get("username") or None,
+        profile_name=profile.get("name") or None,
+    )
+    if not customer.phone and not customer.bsuid:
+        raise PayloadError("message without a sender phone or BSUID")
+    return customer
+
+
+def _message(raw: dict[str, Any], contacts: list[dict[str, Any]]) -> InboundMessage | None:
+    message_id = raw.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        raise PayloadError("message without an id")
+    kind_name = str(raw.get("type") or "")
+    if kind_name in IGNORED_TYPES:
+        logger.debug("ignoring message type %s", kind_name)
+        return None
+    try:
+        timestamp = int(raw.get("timestamp") or 0)
+    except (TypeError, ValueError):
+        timestamp = 0
+    message = InboundMessage(
+        provider_message_id=message_id,
+        customer=customer_of(raw, contacts),
+        timestamp=timestamp,
+        context_message_id=_dict(raw.get("context")).get("id"),
+        raw=raw,
+    )
+    if kind_name == "text":
+        message.kind = "text"
+        message.text = str(_dict(raw.get("text")).get("body") or "")
+    elif kind_name == "interactive":
+        interactive = _dict(raw.get("interactive"))
+        sub = interactive.get("type")
+        if sub == "button_reply":
+            reply = _dict(interactive.get("button_reply"))
+            message.kind = "button"
+        elif sub == "list_reply":
+            reply = _dict(interactive.get("list_reply"))
+            message.kind = "list"
+        else:
+            logger.debug("ignoring interactive type %s", sub)
+            return None
+        message.payload = reply.get("id") or None
+        message.text = str(reply.get("title") or "")
+    elif kind_name == "button":  # quick-reply button of a template
+        button = _dict(raw.get("button"))
+        message.kind = "button"
+        message.payload = button.get("payload") or None
+        message.text = str(button.get("text") or "")
+    elif kind_name in MEDIA_KINDS:
+        media = _dict(raw.get(kind_name))
+        message.kind = MEDIA_KINDS[kind_name]
+        message.media_id = media.get("id") or media.get("link") or None
+        message.media_mime = media.get("mime_type") or None
+        message.text = str(media.get("caption") or "")
+    elif kind_name == "location":
+        location = _dict(raw.get("location"))
+        message.kind = "location"
+        message.location = {
+            key: location.get(key) for key in ("latitude", "longitude", "name", "address")
+        }
+        message.text = ", ".join(
+            str(location[k]) for k in ("name", "address") if location.get(k)
+        )
+    elif kind_name == "contacts":
+        shared = _list(raw.get("contacts"), "contacts")
+        names = [str(_dict(c.get("name")).get("formatted_name") or "") for c in shared]
+        message.kind = "contacts"
+        message.text = ", ".join(n for n in names if n)
+    else:
+        logger.debug("ignoring unknown message type %s", kind_name)
+        return None
+    return message
+
+
+def _status(raw: dict[str, Any]) -> StatusUpdate | None:
+    message_id = raw.get("id")
+    status = raw.get("status")
+    if not isinstance(message_id, str) or not message_id:
+        raise PayloadError("status without an id")
+    if status not in STATUSES:
+        return None
+    update = StatusUpdate(provider_message_id=message_id, status=str(status))
+    try:
+        update.timestamp = int(raw.get("timestamp") or 0)
+    except (TypeError, ValueError):
+        update.timestamp = 0
+    errors = _list(raw.get("errors"), "statuses[].errors")
+    if errors:
+        error = _dict(errors[0])
+        details = _dict(error.get("error_data")).get("details")
+        title = error.get("title") or error.get("message") or "error"
+        update.error = f"{title}: {details}" if details else str(title)
+        code = error.get("code")
+        update.error_code = int(str(code)) if str(code).isdigit() else None
+    return update
+
+
+def parse_payload(data: Any) -> tuple[list[InboundMessage], list[StatusUpdate]]:
+    """Extract every message and status from a webhook body (several entries and changes).
+
+    Args:
+        data: the decoded JSON body.
+
+    Returns:
+        ``(messages, statuses)`` in payload order.
+
+    Raises:
+        PayloadError: the body is not a WhatsApp webhook (wrong shape, messages without ids).
+    """
+    if not isinstance(data, dict):
+        raise PayloadError("body is not a JSON object")
+    if data.get("object") not in (None, "whatsapp_business_account"):
+        raise PayloadError(f"unexpected object {data.get('object')!r}")
+    entries = data.get("entry")
+    if not isinstance(entries, list):
+        raise PayloadError("no entry list")
+    messages: list[InboundMessage] = []
+    statuses: list[StatusUpdate] = []
+    for entry in entries:
+        for change in _list(_dict(entry).get("changes"), "entry[].changes"):
+            change = _dict(change)
+            if change.get("field", "messages") != "messages":
+                logger.debug("ignoring webhook field %s", change.get("field"))
+                continue
+            value = _dict(change.get("value"))
+            contacts = [_dict(c) for c in _list(value.get("contacts"), "contacts")]
+            for raw in _list(value.get("messages"), "messages"):
+                parsed = _message(_dict(raw), contacts)
+                if parsed is not None:
+                    messages.append(parsed)
+            for raw in _list(value.get("statuses"), "statuses"):
+                update = _status(_dict(raw))
+                if update is not None:
+                    statuses.append(update)
+    return messages, statuses
