@@ -1,0 +1,97 @@
+"""FastAPI dependencies: settings, DB session, current user and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from orchestrator.models import User
+from orchestrator.security import SecretBox, decode_access_token
+from orchestrator.settings import Settings
+
+SESSION_COOKIE = "flotilla_session"
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings (built once in ``create_app``)."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's database engine."""
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def get_db(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    """One session per request."""
+    with Session(engine) as session:
+        yield session
+
+
+def get_box(request: Request) -> SecretBox:
+    """The secret encryptor keyed from the orchestrator secret key."""
+    return request.app.state.box  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_db)]
+BoxDep = Annotated[SecretBox, Depends(get_box)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def get_current_user(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    """The signed-in user, from a bearer token or the admin UI's session cookie."""
+    token = token or request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise _unauthorized("not authenticated")
+    try:
+        claims = decode_access_token(settings.resolved_secret_key(), token)
+        user_id = int(claims["sub"])
+    except (jwt.InvalidTokenError, KeyError, ValueError) as exc:
+        raise _unauthorized("invalid or expired token") from exc
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise _unauthorized("user is disabled or gone")
+    request.state.user = user
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    """Only admins pass."""
+    if user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin role required")
+    return user
+
+
+def require_writer(user: CurrentUser) -> User:
+    """Admins and users pass; guests are read-only."""
+    if user.role == "guest":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "guests have read-only access")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]
+WriterUser = Annotated[User, Depends(require_writer)]

@@ -1,0 +1,174 @@
+"""Bot instance API, the same for each kind: ``/admin/{kind}/instances``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+
+from orchestrator import crud
+from orchestrator.api.deps import BoxDep, CurrentUser, SessionDep, SettingsDep, WriterUser
+from orchestrator.models import BotInstance, User
+from orchestrator.schemas import InstanceCreate, InstanceFields, Kind
+from orchestrator.settings import Settings
+
+router = APIRouter(prefix="/admin/{kind}/instances", tags=["instances"])
+
+KindPath = Annotated[Kind, Path(description="whatsapp, sms or telegram")]
+IdPath = Annotated[str, Path(max_length=64)]
+
+
+def reserved_ports(settings: Settings) -> set[int]:
+    """Ports bots may not take: the orchestrator's own and the sandbox's."""
+    ports = {settings.port}
+    if settings.sandbox:
+        ports.add(settings.sandbox_port)
+    return ports
+
+
+def can_see(user: User, instance: BotInstance) -> bool:
+    """Admins and guests see every bot; a user sees the bots they own."""
+    return user.role in ("admin", "guest") or instance.owner_id == user.id
+
+
+def visible_instance(session: SessionDep, kind: str, instance_id: str, user: User) -> BotInstance:
+    """The instance if it exists, is of ``kind`` and ``user`` may see it; else 404."""
+    instance = session.get(BotInstance, instance_id)
+    if instance is None or instance.kind != kind or not can_see(user, instance):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{kind} bot {instance_id!r} not found")
+    return instance
+
+
+def managed_instance(session: SessionDep, kind: str, instance_id: str, user: User) -> BotInstance:
+    """Like :func:`visible_instance`, and ``user`` may change it (guests: 403)."""
+    instance = visible_instance(session, kind, instance_id, user)
+    if user.role == "guest":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "guests have read-only access")
+    return instance
+
+
+def _managed(
+    kind: KindPath, instance_id: IdPath, session: SessionDep, user: CurrentUser
+) -> BotInstance:
+    return managed_instance(session, kind, instance_id, user)
+
+
+def _visible(
+    kind: KindPath, instance_id: IdPath, session: SessionDep, user: CurrentUser
+) -> BotInstance:
+    return visible_instance(session, kind, instance_id, user)
+
+
+ManagedInstance = Annotated[BotInstance, Depends(_managed)]
+VisibleInstance = Annotated[BotInstance, Depends(_visible)]
+
+
+@router.get("")
+def list_instances(
+    kind: KindPath, session: SessionDep, user: CurrentUser, box: BoxDep
+) -> list[dict[str, Any]]:
+    """Every bot of this kind the caller may see (secrets masked)."""
+    owner = user.id if user.role == "user" else None
+    rows = crud.list_instances(session=session, kind=kind, owner_id=owner)
+    return [crud.instance_settings(i, box, reveal=False) for i in rows]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_instance(
+    kind: KindPath,
+    instance_in: InstanceCreate,
+    session: SessionDep,
+    user: WriterUser,
+    box: BoxDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Create a bot; its id is a slug of its name. Users own what they create."""
+    owner_id = user.id
+    if instance_in.owner_id is not None and instance_in.owner_id != user.id:
+        if user.role != "admin":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins assign bots to others")
+        if session.get(User, instance_in.owner_id) is None:
+            raise crud.FieldError(["body", "owner_id"], "no such user")
+        owner_id = instance_in.owner_id
+    instance = crud.create_instance(
+        session=session,
+        kind=kind,
+        instance_in=instance_in,
+        owner_id=owner_id,
+        box=box,
+        reserved_ports=reserved_ports(settings),
+    )
+    crud.audit(
+        session=session,
+        actor=user,
+        action="instance.create",
+        object_type=kind,
+        object_id=instance.id,
+        detail={"name": instance.name},
+    )
+    return crud.instance_settings(instance, box, reveal=False)
+
+
+@router.get("/{instance_id}")
+def get_instance(instance: VisibleInstance, box: BoxDep) -> dict[str, Any]:
+    """One bot's settings (secrets masked)."""
+    return crud.instance_settings(instance, box, reveal=False)
+
+
+@router.put("/{instance_id}")
+async def update_instance(
+    request: Request,
+    instance_in: InstanceFields,
+    instance: ManagedInstance,
+    session: SessionDep,
+    user: CurrentUser,
+    box: BoxDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Change a bot's settings; omitted or masked secrets keep their stored values."""
+    if "owner_id" in instance_in.model_fields_set and instance_in.owner_id != instance.owner_id:
+        if user.role != "admin":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins reassign bots")
+        if instance_in.owner_id is not None and session.get(User, instance_in.owner_id) is None:
+            raise crud.FieldError(["body", "owner_id"], "no such user")
+    instance = crud.update_instance(
+        session=session,
+        instance=instance,
+        instance_in=instance_in,
+        box=box,
+        reserved_ports=reserved_ports(settings),
+    )
+    crud.audit(
+        session=session,
+        actor=user,
+        action="instance.update",
+        object_type=instance.kind,
+        object_id=instance.id,
+        detail={"fields": sorted(instance_in.model_fields_set)},
+    )
+    supervisor = getattr(request.app.state, "supervisor", None)
+    if supervisor is not None:
+        await supervisor.reload(instance.id)
+    return crud.instance_settings(instance, box, reveal=False)
+
+
+@router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_instance(
+    request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
+) -> Response:
+    """Delete a bot, stopping it first if it runs. Its SQLite file stays in the data dir."""
+    supervisor = getattr(request.app.state, "supervisor", None)
+    if supervisor is not None:
+        await supervisor.forget(instance.id)
+    kind, instance_id = instance.kind, instance.id
+    session.delete(instance)
+    crud.audit(
+        session=session,
+        actor=user,
+        action="instance.delete",
+        object_type=kind,
+        object_id=instance_id,
+        commit=False,
+    )
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

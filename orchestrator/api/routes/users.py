@@ -1,0 +1,88 @@
+"""Users API (admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response, status
+from sqlmodel import select
+
+from orchestrator import crud
+from orchestrator.api.deps import AdminUser, SessionDep
+from orchestrator.models import BotInstance, User
+from orchestrator.schemas import UserCreate, UserPublic, UserUpdate
+
+router = APIRouter(prefix="/admin/users", tags=["users"])
+
+
+def _public(user: User) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.get("", response_model=list[UserPublic])
+def list_users(session: SessionDep, _admin: AdminUser) -> list[UserPublic]:
+    """Every user."""
+    return [_public(u) for u in session.exec(select(User).order_by(User.id)).all()]
+
+
+@router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
+def create_user(user_in: UserCreate, session: SessionDep, admin: AdminUser) -> UserPublic:
+    """Create a user with a role."""
+    user = crud.create_user(session=session, user_in=user_in)
+    crud.audit(
+        session=session,
+        actor=admin,
+        action="user.create",
+        object_type="user",
+        object_id=str(user.id),
+        detail={"username": user.username, "role": user.role},
+    )
+    return _public(user)
+
+
+@router.patch("/{user_id}", response_model=UserPublic)
+def update_user(
+    user_id: int, user_in: UserUpdate, session: SessionDep, admin: AdminUser
+) -> UserPublic:
+    """Change a user's role, password or active flag."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
+    if user.id == admin.id and (user_in.role not in (None, "admin") or user_in.active is False):
+        raise HTTPException(status.HTTP_409_CONFLICT, "you cannot demote or disable yourself")
+    user = crud.update_user(session=session, user=user, user_in=user_in)
+    changed = user_in.model_dump(exclude_unset=True, exclude={"password"})
+    if user_in.password is not None:
+        changed["password"] = "changed"
+    crud.audit(
+        session=session,
+        actor=admin,
+        action="user.update",
+        object_type="user",
+        object_id=str(user.id),
+        detail=changed,
+    )
+    return _public(user)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_user(user_id: int, session: SessionDep, admin: AdminUser) -> Response:
+    """Delete a user; their bots stay, owned by nobody (admins manage them)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "user not found")
+    if user.id == admin.id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "you cannot delete yourself")
+    for bot in session.exec(select(BotInstance).where(BotInstance.owner_id == user_id)).all():
+        bot.owner_id = None
+        session.add(bot)
+    session.delete(user)
+    crud.audit(
+        session=session,
+        actor=admin,
+        action="user.delete",
+        object_type="user",
+        object_id=str(user_id),
+        detail={"username": user.username},
+        commit=False,
+    )
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

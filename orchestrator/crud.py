@@ -1,0 +1,279 @@
+"""Store operations behind the admin API (keyword-only, no HTTP here)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from orchestrator.models import AuditLog, BotInstance, User, utcnow
+from orchestrator.schemas import (
+    CHANNEL_FIELDS,
+    COMMON_DEFAULTS,
+    SECRET_FIELDS,
+    InstanceCreate,
+    InstanceFields,
+    UserCreate,
+    UserUpdate,
+)
+from orchestrator.security import SecretBox, hash_password, is_mask, mask_secret
+
+
+class FieldError(Exception):
+    """Input that passed the schema but not the store's rules; answered as 422 naming the field."""
+
+    def __init__(self, loc: list[str | int], msg: str) -> None:
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+
+
+# ---------------------------------------------------------------- users
+
+
+def get_user_by_username(*, session: Session, username: str) -> User | None:
+    """The user with this username, if any."""
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def create_user(*, session: Session, user_in: UserCreate) -> User:
+    """Create a user; a taken username is a 422 on ``username``."""
+    if get_user_by_username(session=session, username=user_in.username):
+        raise FieldError(["body", "username"], "username already exists")
+    user = User(
+        username=user_in.username,
+        password_hash=hash_password(user_in.password),
+        role=user_in.role,
+        active=user_in.active,
+    )
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def update_user(*, session: Session, user: User, user_in: UserUpdate) -> User:
+    """Apply a PATCH to a user."""
+    if user_in.password is not None:
+        user.password_hash = hash_password(user_in.password)
+    if user_in.role is not None:
+        user.role = user_in.role
+    if user_in.active is not None:
+        user.active = user_in.active
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def count_users(*, session: Session) -> int:
+    """How many users exist."""
+    return int(session.exec(select(func.count()).select_from(User)).one())
+
+
+# ---------------------------------------------------------------- audit
+
+
+def audit(
+    *,
+    session: Session,
+    actor: User | None,
+    action: str,
+    object_type: str,
+    object_id: str = "",
+    detail: dict[str, Any] | None = None,
+    commit: bool = True,
+) -> None:
+    """Append to the audit log (never with secret values in ``detail``)."""
+    session.add(
+        AuditLog(
+            actor_id=actor.id if actor else None,
+            actor=actor.username if actor else "system",
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            detail=detail or {},
+        )
+    )
+    if commit:
+        session.commit()
+
+
+# ---------------------------------------------------------------- instances
+
+
+def slugify(name: str) -> str:
+    """``"Support Bot"`` → ``support-bot`` (ASCII, lower case, dashes)."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
+    return text[:48].strip("-") or "bot"
+
+
+def unique_slug(*, session: Session, name: str) -> str:
+    """A slug of ``name`` no instance has yet (``support-bot``, ``support-bot-2``, ...)."""
+    base = slugify(name)
+    taken = set(
+        session.exec(
+            select(BotInstance.id).where(col(BotInstance.id).startswith(base))
+        ).all()
+    )
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def list_instances(
+    *, session: Session, kind: str | None = None, owner_id: int | None = None
+) -> list[BotInstance]:
+    """Instances of a kind (or all), optionally only one owner's, by name."""
+    query = select(BotInstance)
+    if kind:
+        query = query.where(BotInstance.kind == kind)
+    if owner_id is not None:
+        query = query.where(BotInstance.owner_id == owner_id)
+    return list(session.exec(query.order_by(BotInstance.name, BotInstance.id)).all())
+
+
+def _check_port(*, session: Session, port: int, instance_id: str | None, reserved: set[int]) -> None:
+    if port in reserved:
+        raise FieldError(["body", "webhook_port"], f"port {port} is reserved by the orchestrator")
+    other = session.exec(select(BotInstance).where(BotInstance.webhook_port == port)).first()
+    if other and other.id != instance_id:
+        raise FieldError(["body", "webhook_port"], f"port {port} is taken by bot {other.id!r}")
+
+
+def _check_funnel(funnel: dict[str, Any] | None) -> None:
+    if funnel is None:
+        return
+    from shared.funnel import FunnelValidationError, load_funnel
+
+    try:
+        load_funnel(funnel)
+    except FunnelValidationError as exc:
+        first = exc.errors[0] if exc.errors else {"loc": [], "msg": str(exc)}
+        raise FieldError(["body", "funnel", *first["loc"]], str(first["msg"])) from exc
+
+
+def _apply(
+    *,
+    session: Session,
+    instance: BotInstance,
+    data: InstanceFields,
+    box: SecretBox,
+    reserved_ports: set[int],
+) -> None:
+    fields = data.model_dump(exclude_unset=True)
+    kind = instance.kind
+    allowed = set(COMMON_DEFAULTS) | set(CHANNEL_FIELDS[kind]) | set(SECRET_FIELDS[kind])
+    allowed |= {"name", "webhook_port", "enabled", "auto_start", "owner_id"}
+    for key in fields:
+        if key not in allowed:
+            raise FieldError(["body", key], f"{key!r} is not a setting of a {kind} bot")
+    if fields.get("webhook_port") is not None:
+        _check_port(
+            session=session,
+            port=fields["webhook_port"],
+            instance_id=instance.id,
+            reserved=reserved_ports,
+        )
+    if "funnel" in fields:
+        _check_funnel(fields["funnel"])
+    config = dict(instance.config or {})
+    secrets = box.decrypt(instance.secrets_enc)
+    for key, value in fields.items():
+        if key in ("name", "webhook_port", "enabled", "auto_start", "owner_id"):
+            if key in ("name", "enabled", "auto_start") and value is None:
+                raise FieldError(["body", key], "may not be null")
+            setattr(instance, key, value)
+        elif key in SECRET_FIELDS[kind]:
+            if value is None or is_mask(value):
+                continue  # omitted or echoed mask: keep the stored secret
+            if value == "":
+                secrets.pop(key, None)
+            else:
+                secrets[key] = value
+        else:
+            config[key] = value
+    instance.config = config
+    instance.secrets_enc = box.encrypt(secrets)
+    instance.updated_at = utcnow()
+
+
+def create_instance(
+    *,
+    session: Session,
+    kind: str,
+    instance_in: InstanceCreate,
+    owner_id: int | None,
+    box: SecretBox,
+    reserved_ports: set[int],
+) -> BotInstance:
+    """Create a bot of ``kind`` with a slug id from its name."""
+    instance = BotInstance(
+        id=unique_slug(session=session, name=instance_in.name),
+        kind=kind,
+        name=instance_in.name,
+        owner_id=owner_id,
+        config={**COMMON_DEFAULTS, **CHANNEL_FIELDS[kind]},
+    )
+    _apply(
+        session=session, instance=instance, data=instance_in, box=box, reserved_ports=reserved_ports
+    )
+    session.add(instance)
+    session.commit()
+    session.refresh(instance)
+    return instance
+
+
+def update_instance(
+    *,
+    session: Session,
+    instance: BotInstance,
+    instance_in: InstanceFields,
+    box: SecretBox,
+    reserved_ports: set[int],
+) -> BotInstance:
+    """Apply a PUT (fields not sent keep their values; secrets omitted or masked are kept)."""
+    _apply(
+        session=session, instance=instance, data=instance_in, box=box, reserved_ports=reserved_ports
+    )
+    session.add(instance)
+    session.commit()
+    session.refresh(instance)
+    return instance
+
+
+def instance_settings(instance: BotInstance, box: SecretBox, *, reveal: bool) -> dict[str, Any]:
+    """The flat JSON of one bot; secrets masked unless ``reveal`` (internal API only)."""
+    kind = instance.kind
+    out: dict[str, Any] = {
+        "id": instance.id,
+        "kind": kind,
+        "name": instance.name,
+        "owner_id": instance.owner_id,
+        "enabled": instance.enabled,
+        "auto_start": instance.auto_start,
+        "webhook_port": instance.webhook_port,
+    }
+    config = instance.config or {}
+    for key, default in {**COMMON_DEFAULTS, **CHANNEL_FIELDS[kind]}.items():
+        out[key] = config.get(key, default)
+    secrets = box.decrypt(instance.secrets_enc)
+    for key in SECRET_FIELDS[kind]:
+        value = secrets.get(key, "")
+        out[key] = value if reveal else mask_secret(value)
+    out["created_at"] = instance.created_at.isoformat()
+    out["updated_at"] = instance.updated_at.isoformat()
+    return out
+
+
+def used_ports(*, session: Session) -> set[int]:
+    """Every webhook port an instance holds."""
+    ports = session.exec(select(BotInstance.webhook_port)).all()
+    return {p for p in ports if p is not None}

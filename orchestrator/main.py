@@ -1,0 +1,171 @@
+"""The orchestrator's FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrator.api.routes import auth, instances, users
+from orchestrator.crud import FieldError
+from orchestrator.db import make_engine, migrate
+from orchestrator.logging_setup import request_id_var
+from orchestrator.security import SecretBox
+from orchestrator.settings import Settings
+from orchestrator.version import version_info
+
+logger = logging.getLogger(__name__)
+
+Startup = Callable[[FastAPI], Awaitable[None]]
+
+
+class RequestIdMiddleware:
+    """Honour or make an ``X-Request-ID``, keep it in a contextvar, echo it in the response."""
+
+    def __init__(self, app: ASGIApp, metrics: dict[str, Any]) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for key, value in scope.get("headers", []):
+            if key == b"x-request-id":
+                rid = value.decode("latin-1")[:128]
+                break
+        rid = rid or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics["requests"].labels(scope["method"], path, str(status_code)).inc()
+            self.metrics["latency"].labels(path).observe(time.perf_counter() - started)
+            request_id_var.reset(token)
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    """Build the orchestrator app: store, routes, supervisor and UI."""
+    settings = settings or Settings()
+    settings.ensure_dirs()
+    secret_key = settings.resolved_secret_key()
+    if run_migrations:
+        migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in app.state.startup_hooks:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(app.state.shutdown_hooks):
+                try:
+                    await hook(app)
+                except Exception:
+                    logger.exception("shutdown hook failed")
+            engine.dispose()
+
+    app = FastAPI(
+        title="Flotilla orchestrator",
+        version=version_info()["version"],
+        description="Admin and internal API of a self-hosted fleet of chat bots.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.box = SecretBox(secret_key)
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+
+    registry = CollectorRegistry()
+    metrics: dict[str, Any] = {
+        "registry": registry,
+        "requests": Counter(
+            "flotilla_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+        "latency": Histogram(
+            "flotilla_http_request_seconds", "HTTP latency", ["route"], registry=registry
+        ),
+    }
+    app.state.metrics = metrics
+    app.add_middleware(RequestIdMiddleware, metrics=metrics)
+
+    @app.exception_handler(FieldError)
+    async def _field_error(_request: Request, exc: FieldError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"loc": exc.loc, "msg": exc.msg, "type": "value_error"}]},
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            errors.append(
+                {
+                    "loc": list(err.get("loc", [])),
+                    "msg": str(err.get("msg", "")),
+                    "type": str(err.get("type", "")),
+                }
+            )
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            status_code=500,
+            content={"detail": "internal error", "request_id": request_id_var.get()},
+        )
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers and its database is reachable."""
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return {"status": "ok"}
+
+    @app.get("/version", tags=["meta"])
+    def version() -> dict[str, str]:
+        """Package version, git commit and build time."""
+        return version_info()
+
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
+    def prometheus_metrics() -> PlainTextResponse:
+        """Prometheus metrics."""
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(instances.router)
+    return app

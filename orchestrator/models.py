@@ -1,0 +1,70 @@
+"""Orchestrator tables (SQLModel). Schema changes go through Alembic (``orchestrator/alembic``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the only clock the store uses."""
+    return datetime.now(UTC)
+
+
+def _ts(index: bool = False) -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=index),
+    )
+
+
+class User(SQLModel, table=True):
+    """A person who signs in to the admin API/UI."""
+
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True, unique=True, max_length=64)
+    password_hash: str
+    role: str = Field(default="user", max_length=16)  # admin | user | guest
+    active: bool = True
+    created_at: datetime = _ts()
+
+
+class BotInstance(SQLModel, table=True):
+    """One bot of any kind. Channel, AI and access settings live in ``config`` (JSON);
+    secrets live only in ``secrets_enc`` (Fernet-encrypted JSON)."""
+
+    __tablename__ = "bot_instances"
+    __table_args__ = (UniqueConstraint("webhook_port", name="uq_bot_instances_webhook_port"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(index=True, max_length=16)  # whatsapp | sms | telegram
+    name: str = Field(max_length=200)
+    owner_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    enabled: bool = True
+    auto_start: bool = False
+    webhook_port: int | None = None
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    secrets_enc: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    spawn_generation: int = 0
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class AuditLog(SQLModel, table=True):
+    """Who did what, when, to which object."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = _ts(index=True)
+    actor_id: int | None = None
+    actor: str = Field(default="system", max_length=64)
+    action: str = Field(max_length=64)
+    object_type: str = Field(max_length=32)
+    object_id: str = Field(default="", max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

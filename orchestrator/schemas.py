@@ -1,0 +1,222 @@
+"""Request/response shapes of the admin API.
+
+The instance API is one flat JSON object per bot (as seed 004's settings tabs list the fields);
+the store keeps channel/AI/access settings in ``BotInstance.config`` and secrets encrypted apart.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.phones import normalize_phone
+
+Kind = Literal["whatsapp", "sms", "telegram"]
+Role = Literal["admin", "user", "guest"]
+KINDS: tuple[str, ...] = ("whatsapp", "sms", "telegram")
+
+#: Secret fields per kind (encrypted at rest, masked in responses).
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "whatsapp": ("access_token", "verify_token", "app_secret"),
+    "sms": ("auth_token",),
+    "telegram": ("bot_token", "webhook_secret"),
+}
+#: Non-secret channel fields per kind, with their defaults.
+CHANNEL_FIELDS: dict[str, dict[str, Any]] = {
+    "whatsapp": {
+        "phone_number_id": "",
+        "waba_id": "",
+        "graph_api_base_url": "https://graph.facebook.com",
+        "graph_api_version": "v21.0",
+        "wa_template_name": "",
+        "wa_template_language": "en_US",
+    },
+    "sms": {
+        "account_sid": "",
+        "from_number": "",
+        "messaging_service_sid": "",
+        "twilio_base_url": "https://api.twilio.com",
+    },
+    "telegram": {"telegram_api_base_url": "https://api.telegram.org"},
+}
+#: Settings every kind has, with their defaults.
+COMMON_DEFAULTS: dict[str, Any] = {
+    "llm_backend": "extractive",
+    "system_prompt": "",
+    "persona": "",
+    "llm_params": {"temperature": 0.7, "max_tokens": 512, "top_p": 1.0},
+    "tts_enabled": False,
+    "tts_engine": "piper",
+    "tts_voice": "",
+    "tts_preset": "",
+    "allowed_phones": [],
+    "blocked_phones": [],
+    "rate_limit_count": 5,
+    "rate_limit_hours": 5.0,
+    "funnel": None,
+    "fallback_text": "Thanks for your message! A colleague will get back to you shortly.",
+    "knowledge_base_ids": [],
+}
+LLM_BACKEND_RE = re.compile(r"^(vllm|gemini|local|extractive|cloud:[A-Za-z0-9_-]{1,64})$")
+BSUID_RE = re.compile(r"^[A-Z]{2}\.[0-9A-Za-z]{6,64}$")
+
+
+class LLMParams(BaseModel):
+    """Sampling parameters passed to the bot's LLM backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+
+
+def _check_access_entry(value: str) -> str:
+    value = value.strip()
+    if BSUID_RE.match(value):
+        return value
+    try:
+        return normalize_phone(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is neither a phone number nor a WhatsApp BSUID") from exc
+
+
+class InstanceFields(BaseModel):
+    """Fields a client may send; everything is optional so one model serves POST and PUT."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    webhook_port: int | None = Field(default=None, ge=1024, le=65535)
+    enabled: bool | None = None
+    auto_start: bool | None = None
+    owner_id: int | None = None
+    # AI
+    llm_backend: str | None = None
+    system_prompt: str | None = Field(default=None, max_length=20000)
+    persona: str | None = Field(default=None, max_length=5000)
+    llm_params: LLMParams | None = None
+    fallback_text: str | None = Field(default=None, max_length=4096)
+    knowledge_base_ids: list[str] | None = None
+    # TTS
+    tts_enabled: bool | None = None
+    tts_engine: Literal["piper", "xtts", "openvoice"] | None = None
+    tts_voice: str | None = Field(default=None, max_length=200)
+    tts_preset: str | None = Field(default=None, max_length=200)
+    # Access and limits
+    allowed_phones: list[str] | None = None
+    blocked_phones: list[str] | None = None
+    rate_limit_count: int | None = Field(default=None, ge=0, le=100000)
+    rate_limit_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+    funnel: dict[str, Any] | None = None
+    # WhatsApp
+    phone_number_id: str | None = Field(default=None, max_length=64)
+    waba_id: str | None = Field(default=None, max_length=64)
+    access_token: str | None = Field(default=None, max_length=4096)
+    verify_token: str | None = Field(default=None, max_length=512)
+    app_secret: str | None = Field(default=None, max_length=512)
+    graph_api_base_url: str | None = Field(default=None, max_length=500)
+    graph_api_version: str | None = Field(default=None, pattern=r"^v\d+\.\d+$")
+    wa_template_name: str | None = Field(default=None, max_length=512)
+    wa_template_language: str | None = Field(default=None, max_length=16)
+    # SMS
+    account_sid: str | None = Field(default=None, max_length=64)
+    auth_token: str | None = Field(default=None, max_length=512)
+    from_number: str | None = Field(default=None, max_length=32)
+    messaging_service_sid: str | None = Field(default=None, max_length=64)
+    twilio_base_url: str | None = Field(default=None, max_length=500)
+    # Telegram
+    bot_token: str | None = Field(default=None, max_length=512)
+    webhook_secret: str | None = Field(default=None, max_length=256)
+    telegram_api_base_url: str | None = Field(default=None, max_length=500)
+
+    @field_validator("llm_backend")
+    @classmethod
+    def _llm_backend(cls, value: str | None) -> str | None:
+        if value is not None and not LLM_BACKEND_RE.match(value):
+            raise ValueError(
+                "unknown LLM backend: use vllm, gemini, local, extractive or cloud:{provider_id}"
+            )
+        return value
+
+    @field_validator("allowed_phones", "blocked_phones")
+    @classmethod
+    def _phones(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return list(dict.fromkeys(_check_access_entry(v) for v in value if v.strip()))
+
+    @field_validator("from_number")
+    @classmethod
+    def _from_number(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                return normalize_phone(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a valid phone number") from exc
+        return value
+
+    @field_validator("graph_api_base_url", "twilio_base_url", "telegram_api_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("knowledge_base_ids")
+    @classmethod
+    def _kb_ids(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for item in value:
+            if not re.match(r"^[A-Za-z0-9_-]{1,64}$", item):
+                raise ValueError(f"{item!r} is not a knowledge base id")
+        return list(dict.fromkeys(value))
+
+
+class InstanceCreate(InstanceFields):
+    """POST body: ``name`` is required."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+class UserPublic(BaseModel):
+    """A user as the API shows it (never the hash)."""
+
+    id: int
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+class UserCreate(BaseModel):
+    """POST /admin/users body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role = "user"
+    active: bool = True
+
+
+class UserUpdate(BaseModel):
+    """PATCH /admin/users/{id} body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    role: Role | None = None
+    active: bool | None = None
+
+
+class Token(BaseModel):
+    """OAuth2 token answer."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int

@@ -1,0 +1,82 @@
+"""Orchestrator settings, read from ``FLOTILLA_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the orchestrator can be told; one instance is built in ``create_app()``."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOTILLA_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    logs_dir: Path = Path("./logs")
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("FLOTILLA_DATABASE_URL", "DATABASE_URL"),
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str = ""
+    public_url: str = ""
+    admin_password: str = ""
+    access_token_minutes: int = 12 * 60
+    internal_token_minutes: int = 60
+    login_attempts_per_minute: int = 10
+    port_range_start: int = 8100
+    port_range_end: int = 8999
+    # Supervisor (circus vocabulary).
+    graceful_timeout: float = 5.0
+    respawn_min_delay: float = 1.0
+    respawn_max_delay: float = 60.0
+    flapping_attempts: int = 5
+    flapping_window: float = 60.0
+    log_max_bytes: int = 5 * 1024 * 1024
+    log_backups: int = 3
+    auto_start_bots: bool = True
+    # Sandbox providers for trying Flotilla with no provider account.
+    sandbox: bool = False
+    sandbox_port: int = 8090
+    demo_bot: bool = False
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'orchestrator.db'}"
+        return self
+
+    @property
+    def orchestrator_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104 - compare only
+        return f"http://{host}:{self.port}"
+
+    def ensure_dirs(self) -> None:
+        """Create the data and logs directories."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """Return ``FLOTILLA_SECRET_KEY``, else the key in ``<data dir>/secret.key`` (made once, 0600)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            self.secret_key = path.read_text().strip()
+            return self.secret_key
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            self.secret_key = path.read_text().strip()
+            return self.secret_key
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        self.secret_key = key
+        return key
