@@ -29,8 +29,13 @@ def ensure_admin(settings: Settings, engine: Engine) -> str | None:
             session=session,
             user_in=UserCreate(username="admin", password=password, role="admin"),
         )
-        crud.audit(session=session, actor=None, action="user.bootstrap", object_type="user",
-                   object_id="admin")
+        crud.audit(
+            session=session,
+            actor=None,
+            action="user.bootstrap",
+            object_type="user",
+            object_id="admin",
+        )
     if not generated:
         return None
     path = settings.data_dir / "initial-admin.txt"

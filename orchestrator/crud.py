@@ -116,9 +116,7 @@ def unique_slug(*, session: Session, name: str) -> str:
     """A slug of ``name`` no instance has yet (``support-bot``, ``support-bot-2``, ...)."""
     base = slugify(name)
     taken = set(
-        session.exec(
-            select(BotInstance.id).where(col(BotInstance.id).startswith(base))
-        ).all()
+        session.exec(select(BotInstance.id).where(col(BotInstance.id).startswith(base))).all()
     )
     if base not in taken:
         return base
@@ -140,7 +138,9 @@ def list_instances(
     return list(session.exec(query.order_by(BotInstance.name, BotInstance.id)).all())
 
 
-def _check_port(*, session: Session, port: int, instance_id: str | None, reserved: set[int]) -> None:
+def _check_port(
+    *, session: Session, port: int, instance_id: str | None, reserved: set[int]
+) -> None:
     if port in reserved:
         raise FieldError(["body", "webhook_port"], f"port {port} is reserved by the orchestrator")
     other = session.exec(select(BotInstance).where(BotInstance.webhook_port == port)).first()
@@ -223,7 +223,11 @@ def create_instance(
         config={**COMMON_DEFAULTS, **CHANNEL_FIELDS[kind]},
     )
     _apply(
-        session=session, instance=instance, data=instance_in, box=box, reserved_ports=reserved_ports
+        session=session,
+        instance=instance,
+        data=instance_in,
+        box=box,
+        reserved_ports=reserved_ports,
     )
     session.add(instance)
     session.commit()
@@ -241,7 +245,11 @@ def update_instance(
 ) -> BotInstance:
     """Apply a PUT (fields not sent keep their values; secrets omitted or masked are kept)."""
     _apply(
-        session=session, instance=instance, data=instance_in, box=box, reserved_ports=reserved_ports
+        session=session,
+        instance=instance,
+        data=instance_in,
+        box=box,
+        reserved_ports=reserved_ports,
     )
     session.add(instance)
     session.commit()

@@ -218,5 +218,5 @@ class Token(BaseModel):
     """OAuth2 token answer."""
 
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type name
     expires_in: int

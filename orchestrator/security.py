@@ -72,7 +72,7 @@ class SecretBox:
 
 
 def mask_secret(value: str | None) -> str:
-    """``"****abcd"`` for a set secret (last 4 characters, fewer for short ones), ``""`` if unset."""
+    """``"****abcd"`` for a set secret (last 4 characters, fewer for short ones); ``""`` unset."""
     if not value:
         return ""
     tail = value[-4:] if len(value) >= 12 else value[-2:] if len(value) >= 6 else ""
@@ -80,7 +80,7 @@ def mask_secret(value: str | None) -> str:
 
 
 def is_mask(value: str) -> bool:
-    """Whether ``value`` is what :func:`mask_secret` shows (so a PUT echoing it keeps the secret)."""
+    """Whether ``value`` is a mask from :func:`mask_secret` (a PUT echoing it keeps the secret)."""
     return value.startswith(MASK_PREFIX)
 
 
@@ -122,7 +122,7 @@ def internal_key(secret_key: str) -> bytes:
 def create_internal_token(
     secret_key: str, *, instance_id: str, kind: str, gen: int, minutes: int
 ) -> str:
-    """JWT a bot uses on the internal API (``aud=flotilla-internal``, ``sub``, ``kind``, ``gen``)."""
+    """JWT a bot uses on the internal API (``aud``, ``sub``, ``kind``, ``gen``, ``exp``)."""
     now = datetime.now(UTC)
     claims = {
         "sub": instance_id,
@@ -136,7 +136,7 @@ def create_internal_token(
 
 
 def decode_internal_token(secret_key: str, token: str) -> dict[str, Any]:
-    """Verify a bot's internal token (signature, audience, expiry; ``gen`` is checked by the caller).
+    """Verify a bot's internal token (signature, audience, expiry; the caller checks ``gen``).
 
     Raises:
         jwt.InvalidTokenError: the token is not acceptable.
@@ -151,7 +151,7 @@ def decode_internal_token(secret_key: str, token: str) -> dict[str, Any]:
 
 
 def control_key(secret_key: str, instance_id: str, gen: int) -> str:
-    """Per-spawn key a bot accepts control tokens with (re-derivable after orchestrator restart)."""
+    """Per-spawn key for control tokens (re-derivable after an orchestrator restart)."""
     return hmac.new(
         secret_key.encode(), f"flotilla-control:{instance_id}:{gen}".encode(), hashlib.sha256
     ).hexdigest()

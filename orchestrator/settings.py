@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
 
     def resolved_secret_key(self) -> str:
-        """Return ``FLOTILLA_SECRET_KEY``, else the key in ``<data dir>/secret.key`` (made once, 0600)."""
+        """``FLOTILLA_SECRET_KEY``, else the key in ``<data dir>/secret.key`` (made once, 0600)."""
         if self.secret_key:
             return self.secret_key
         path = self.data_dir / "secret.key"

@@ -41,7 +41,7 @@ def _db_params() -> list[Any]:
 
 @pytest.fixture(params=_db_params())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database: SQLite always, PostgreSQL when FLOTILLA_TEST_POSTGRES_URL is set."""
+    """A fresh empty database: SQLite always, PostgreSQL when FLOTILLA_TEST_POSTGRES_URL is set."""
     if request.param == "postgres":
         return _reset_postgres(POSTGRES_URL)
     return f"sqlite:///{tmp_path / 'orchestrator.db'}"

@@ -13,7 +13,9 @@ target_metadata = SQLModel.metadata
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -11,7 +11,9 @@ SECRETS = ("EAAG-test-access-token-SECRET-1111", "verify-SECRET-2222", "appsecre
 
 
 def test_create_returns_slug_and_masks_secrets(client, actors, wa_payload) -> None:
-    res = client.post("/admin/whatsapp/instances", json=wa_payload(), headers=actors.headers["admin"])
+    res = client.post(
+        "/admin/whatsapp/instances", json=wa_payload(), headers=actors.headers["admin"]
+    )
     assert res.status_code == 201, res.text
     body = res.json()
     assert body["id"] == "support-bot"
@@ -27,8 +29,10 @@ def test_create_returns_slug_and_masks_secrets(client, actors, wa_payload) -> No
 
 def test_slug_collision_gets_suffix(client, actors, wa_payload) -> None:
     h = actors.headers["admin"]
-    ids = [client.post("/admin/whatsapp/instances", json=wa_payload(), headers=h).json()["id"]
-           for _ in range(3)]
+    ids = [
+        client.post("/admin/whatsapp/instances", json=wa_payload(), headers=h).json()["id"]
+        for _ in range(3)
+    ]
     assert ids == ["support-bot", "support-bot-2", "support-bot-3"]
     other = client.post("/admin/sms/instances", json={"name": "Ünïcode Shop!! 24/7"}, headers=h)
     assert other.json()["id"] == "unicode-shop-24-7"
@@ -58,9 +62,10 @@ def test_put_with_mask_or_omitted_keeps_secret(client, actors, wa_payload, setti
     )
     assert res.status_code == 200
     assert res.json()["system_prompt"] == "Be brief"
+    from sqlmodel import Session
+
     from orchestrator import crud
     from orchestrator.models import BotInstance
-    from sqlmodel import Session
 
     app = client.app
     with Session(app.state.engine) as session:
@@ -143,7 +148,9 @@ def test_whatsapp_instances_view(client, actors, wa_payload, settings) -> None:
 )
 def test_bad_input_is_422_naming_the_field(client, actors, wa_payload, field, value) -> None:
     res = client.post(
-        "/admin/whatsapp/instances", json=wa_payload(**{field: value}), headers=actors.headers["admin"]
+        "/admin/whatsapp/instances",
+        json=wa_payload(**{field: value}),
+        headers=actors.headers["admin"],
     )
     assert res.status_code == 422, res.text
     locs = [err["loc"] for err in res.json()["detail"]]
@@ -152,9 +159,12 @@ def test_bad_input_is_422_naming_the_field(client, actors, wa_payload, field, va
 
 def test_port_taken_is_422(client, actors, wa_payload) -> None:
     h = actors.headers["admin"]
-    assert client.post(
-        "/admin/whatsapp/instances", json=wa_payload(webhook_port=8123), headers=h
-    ).status_code == 201
+    assert (
+        client.post(
+            "/admin/whatsapp/instances", json=wa_payload(webhook_port=8123), headers=h
+        ).status_code
+        == 201
+    )
     res = client.post("/admin/sms/instances", json={"name": "B", "webhook_port": 8123}, headers=h)
     assert res.status_code == 422
     assert res.json()["detail"][0]["loc"] == ["body", "webhook_port"]
@@ -213,7 +223,11 @@ def test_all_kinds_roundtrip(client, actors) -> None:
     assert res.status_code == 201, res.text
     assert res.json()["from_number"] == "+12025550100"
     assert res.json()["auth_token"] == "****5555"
-    tg = {"name": "Shop TG", "bot_token": "123:TG-SECRET-6666", "webhook_secret": "hook-SECRET-7777"}
+    tg = {
+        "name": "Shop TG",
+        "bot_token": "123:TG-SECRET-6666",
+        "webhook_secret": "hook-SECRET-7777",
+    }
     res = client.post("/admin/telegram/instances", json=tg, headers=h)
     assert res.status_code == 201
     assert res.json()["bot_token"] == "****6666"

@@ -34,7 +34,12 @@ def test_request_id_honoured_or_generated(client) -> None:
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -45,8 +50,11 @@ def test_cli_migrate_create_user_and_secret_key(tmp_path) -> None:
     env.pop("DATABASE_URL", None)
     assert _run(["migrate"], env, tmp_path).returncode == 0
     assert _run(["migrate"], env, tmp_path).returncode == 0  # idempotent
-    res = _run(["create-user", "--username", "ops", "--password", "s3cret-pass", "--role",
-                "guest"], env, tmp_path)
+    res = _run(
+        ["create-user", "--username", "ops", "--password", "s3cret-pass", "--role", "guest"],
+        env,
+        tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert "guest 'ops'" in res.stdout
     res = _run(["create-user", "--username", "ops", "--password", "s3cret-pass"], env, tmp_path)
@@ -56,33 +64,53 @@ def test_cli_migrate_create_user_and_secret_key(tmp_path) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     engine = create_engine(f"sqlite:///{tmp_path / 'd' / 'orchestrator.db'}")
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT role FROM users WHERE username='ops'")).scalar() == "guest"
+        assert (
+            conn.execute(text("SELECT role FROM users WHERE username='ops'")).scalar() == "guest"
+        )
 
 
 def test_migrate_whatsapp_script_is_idempotent_and_imports_legacy(tmp_path) -> None:
     db = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{db}")
     with engine.begin() as conn:  # the seed-004 panel's own table
-        conn.execute(text(
-            "CREATE TABLE whatsapp_instances (id TEXT PRIMARY KEY, name TEXT, phone_number_id "
-            "TEXT, waba_id TEXT, access_token TEXT, verify_token TEXT, app_secret TEXT, "
-            "webhook_port INTEGER, enabled INTEGER, auto_start INTEGER, llm_backend TEXT, "
-            "system_prompt TEXT, owner_id INTEGER)"))
-        conn.execute(text(
-            "INSERT INTO whatsapp_instances VALUES ('old-bot', 'Old Bot', '111', '222', "
-            "'legacy-SECRET-token', 'vt', 'as', 8003, 1, 0, 'vllm', 'hello', NULL)"))
+        conn.execute(
+            text(
+                "CREATE TABLE whatsapp_instances (id TEXT PRIMARY KEY, name TEXT, phone_number_id "
+                "TEXT, waba_id TEXT, access_token TEXT, verify_token TEXT, app_secret TEXT, "
+                "webhook_port INTEGER, enabled INTEGER, auto_start INTEGER, llm_backend TEXT, "
+                "system_prompt TEXT, owner_id INTEGER)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO whatsapp_instances VALUES ('old-bot', 'Old Bot', '111', '222', "
+                "'legacy-SECRET-token', 'vt', 'as', 8003, 1, 0, 'vllm', 'hello', NULL)"
+            )
+        )
     engine.dispose()
-    env = {**os.environ, "FLOTILLA_DATABASE_URL": f"sqlite:///{db}",
-           "FLOTILLA_DATA_DIR": str(tmp_path / "d"), "FLOTILLA_SECRET_KEY": "k" * 40}
+    env = {
+        **os.environ,
+        "FLOTILLA_DATABASE_URL": f"sqlite:///{db}",
+        "FLOTILLA_DATA_DIR": str(tmp_path / "d"),
+        "FLOTILLA_SECRET_KEY": "k" * 40,
+    }
     for _ in range(2):
-        res = subprocess.run([sys.executable, "scripts/migrate_whatsapp.py"], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
+        res = subprocess.run(
+            [sys.executable, "scripts/migrate_whatsapp.py"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
     engine = create_engine(f"sqlite:///{db}")
     assert "whatsapp_instances" in inspect(engine).get_view_names()
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, name, webhook_port FROM whatsapp_instances")).all()
-        raw = json.dumps([list(r) for r in conn.execute(text("SELECT * FROM bot_instances"))],
-                         default=str)
+        raw = json.dumps(
+            [list(r) for r in conn.execute(text("SELECT * FROM bot_instances"))], default=str
+        )
     assert [tuple(r) for r in rows] == [("old-bot", "Old Bot", 8003)]
     assert "legacy-SECRET-token" not in raw

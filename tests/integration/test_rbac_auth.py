@@ -12,12 +12,16 @@ def bots(client, actors) -> dict[str, str]:
     """alice and bob each own one bot of every kind; returns kind -> alice's bot id."""
     ids = {}
     for kind in KINDS:
-        a = client.post(f"/admin/{kind}/instances", json={"name": f"Alice {kind}"},
-                        headers=actors.headers["alice"])
+        a = client.post(
+            f"/admin/{kind}/instances",
+            json={"name": f"Alice {kind}"},
+            headers=actors.headers["alice"],
+        )
         assert a.status_code == 201, a.text
         assert a.json()["owner_id"] == actors.ids["alice"]
-        b = client.post(f"/admin/{kind}/instances", json={"name": f"Bob {kind}"},
-                        headers=actors.headers["bob"])
+        b = client.post(
+            f"/admin/{kind}/instances", json={"name": f"Bob {kind}"}, headers=actors.headers["bob"]
+        )
         assert b.status_code == 201
         ids[kind] = a.json()["id"]
     return ids
@@ -58,29 +62,40 @@ def test_list_shows_what_each_role_may_see(client, actors, bots, kind) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_by_role(client, actors, kind) -> None:
     for who, expected in (("admin", 201), ("alice", 201), ("gary", 403)):
-        res = client.post(f"/admin/{kind}/instances", json={"name": f"n-{who}"},
-                          headers=actors.headers[who])
+        res = client.post(
+            f"/admin/{kind}/instances", json={"name": f"n-{who}"}, headers=actors.headers[who]
+        )
         assert res.status_code == expected, (who, res.text)
     assert client.post(f"/admin/{kind}/instances", json={"name": "anon"}).status_code == 401
     # a user cannot create a bot owned by someone else
-    res = client.post(f"/admin/{kind}/instances",
-                      json={"name": "sneaky", "owner_id": actors.ids["bob"]},
-                      headers=actors.headers["alice"])
+    res = client.post(
+        f"/admin/{kind}/instances",
+        json={"name": "sneaky", "owner_id": actors.ids["bob"]},
+        headers=actors.headers["alice"],
+    )
     assert res.status_code == 403
     # an admin can
-    res = client.post(f"/admin/{kind}/instances",
-                      json={"name": "assigned", "owner_id": actors.ids["bob"]},
-                      headers=actors.headers["admin"])
+    res = client.post(
+        f"/admin/{kind}/instances",
+        json={"name": "assigned", "owner_id": actors.ids["bob"]},
+        headers=actors.headers["admin"],
+    )
     assert res.status_code == 201
     assert res.json()["owner_id"] == actors.ids["bob"]
 
 
 def test_user_cannot_take_ownership(client, actors, bots) -> None:
-    res = client.put(f"/admin/sms/instances/{bots['sms']}", json={"owner_id": actors.ids["alice"]},
-                     headers=actors.headers["alice"])
+    res = client.put(
+        f"/admin/sms/instances/{bots['sms']}",
+        json={"owner_id": actors.ids["alice"]},
+        headers=actors.headers["alice"],
+    )
     assert res.status_code == 200  # unchanged owner is fine
-    res = client.put(f"/admin/sms/instances/{bots['sms']}", json={"owner_id": actors.ids["bob"]},
-                     headers=actors.headers["alice"])
+    res = client.put(
+        f"/admin/sms/instances/{bots['sms']}",
+        json={"owner_id": actors.ids["bob"]},
+        headers=actors.headers["alice"],
+    )
     assert res.status_code == 403
 
 
@@ -96,9 +111,11 @@ def test_user_routes_by_role(client, actors, who) -> None:
     assert res.status_code == (200 if ok else denied)
     if ok:
         assert {u["username"] for u in res.json()} == {"admin", "alice", "bob", "gary"}
-        assert "password" not in res.text and "hash" not in res.text
-    res = client.post("/admin/users", json={"username": f"new-{who}", "password": "longenough1"},
-                      headers=h)
+        assert "password" not in res.text
+        assert "hash" not in res.text
+    res = client.post(
+        "/admin/users", json={"username": f"new-{who}", "password": "longenough1"}, headers=h
+    )
     assert res.status_code == (201 if ok else denied)
     bob = actors.ids["bob"]
     res = client.patch(f"/admin/users/{bob}", json={"role": "guest"}, headers=h)
@@ -109,8 +126,11 @@ def test_user_routes_by_role(client, actors, who) -> None:
 
 def test_disabled_user_cannot_sign_in_or_use_token(client, actors) -> None:
     h_alice = actors.headers["alice"]
-    res = client.patch(f"/admin/users/{actors.ids['alice']}", json={"active": False},
-                       headers=actors.headers["admin"])
+    res = client.patch(
+        f"/admin/users/{actors.ids['alice']}",
+        json={"active": False},
+        headers=actors.headers["admin"],
+    )
     assert res.status_code == 200
     assert client.get("/auth/me", headers=h_alice).status_code == 401
 
@@ -134,12 +154,17 @@ def test_eleventh_failed_login_in_a_minute_is_429(client, actors) -> None:
 
 def test_user_validation(client, actors) -> None:
     h = actors.headers["admin"]
-    res = client.post("/admin/users", json={"username": "alice", "password": "longenough1"}, headers=h)
+    res = client.post(
+        "/admin/users", json={"username": "alice", "password": "longenough1"}, headers=h
+    )
     assert res.status_code == 422
     assert res.json()["detail"][0]["loc"] == ["body", "username"]
     res = client.post("/admin/users", json={"username": "x", "password": "short"}, headers=h)
     assert res.status_code == 422
-    res = client.post("/admin/users", json={"username": "y", "password": "longenough1",
-                                            "role": "root"}, headers=h)
+    res = client.post(
+        "/admin/users",
+        json={"username": "y", "password": "longenough1", "role": "root"},
+        headers=h,
+    )
     assert res.status_code == 422
     assert client.patch("/admin/users/9999", json={"role": "user"}, headers=h).status_code == 404
