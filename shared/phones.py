@@ -19,7 +19,7 @@ from shared.channels.base import CustomerRef
 logger = logging.getLogger(__name__)
 
 _BSUID = re.compile(r"^[A-Za-z]{2}\.[A-Za-z0-9_-]+$")
-_DIGITS_ONLY = re.compile(r"^[\d\s().\-]+$")
+_DIGITS_ONLY = re.compile(r"^[\d\s.\-]+$")  # wa_id style; "(900) ..." is national
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:

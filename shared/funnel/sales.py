@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.funnel.schema import Funnel, GpuModel, GpuTier, QuoteComponent
-from shared.funnel.text import contains_stem, extract_number, format_money, normalize, render
+from shared.funnel.text import (
+    contains_stem,
+    extract_number,
+    format_money,
+    mentions,
+    normalize,
+    render,
+)
 from shared.funnel.validation import default_funnel
 
 logger = logging.getLogger(__name__)
@@ -113,10 +120,10 @@ class Quote:
         }
 
 
-def _component_amount(component: QuoteComponent, answer: str) -> float:
+def _component_amount(component: QuoteComponent, answer: str, negations: list[str]) -> float:
     text = normalize(answer)
     if component.kind == "keywords":
-        hit = any(contains_stem(text, k) for k in component.keywords)
+        hit = any(mentions(text, k, negations) for k in component.keywords)
         return component.amount if hit else 0.0
     if component.kind == "number":
         units = extract_number(answer) or 0.0
@@ -156,14 +163,16 @@ def calculate_quote(discovery: Mapping[str, str], funnel: Funnel | None = None) 
         raise ValueError("this funnel has no quote pricing")
     lines = [QuoteLine(pricing.base_label, round(pricing.base))]
     for component in pricing.components:
-        amount = _component_amount(component, discovery.get(component.step, ""))
+        amount = _component_amount(
+            component, discovery.get(component.step, ""), pricing.negations
+        )
         if amount > 0:
             lines.append(QuoteLine(component.label, round(amount)))
     subtotal = sum(line.amount for line in lines)
     factor = 1.0
     for multiplier in pricing.multipliers:
         answer = normalize(discovery.get(multiplier.step, ""))
-        if any(contains_stem(answer, k) for k in multiplier.keywords):
+        if any(mentions(answer, k, pricing.negations) for k in multiplier.keywords):
             lines.append(
                 QuoteLine(multiplier.label, round(subtotal * factor * (multiplier.factor - 1)))
             )

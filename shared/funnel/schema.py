@@ -201,6 +201,10 @@ class QuotePricing(_Node):
     base_label: Text
     components: list[QuoteComponent] = Field(default_factory=list)
     multipliers: list[QuoteMultiplier] = Field(default_factory=list)
+    negations: list[Word] = Field(
+        default_factory=list,
+        description="a keyword right after one of these does not count ('not urgent')",
+    )
     round_to: int = Field(default=1000, ge=1)
     range_low: float = Field(default=1.0, gt=0)
     range_high: float = Field(default=1.0, gt=0)

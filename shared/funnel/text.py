@@ -36,6 +36,22 @@ def contains_stem(normalized_text: str, stem: str) -> bool:
     return re.search(r"(?<!\w)" + re.escape(stem), normalized_text) is not None
 
 
+def mentions(normalized_text: str, stem: str, negations: Iterable[str] = ()) -> bool:
+    """Like :func:`contains_stem`, but an occurrence right after a negation does not count.
+
+    ``mentions("не срочно", "срочн", ["не"])`` is false; ``mentions("срочно", ...)`` is true.
+    """
+    stem = normalize(stem)
+    if not stem:
+        return False
+    negated = {normalize(n) for n in negations}
+    for match in re.finditer(r"(?<!\w)" + re.escape(stem), normalized_text):
+        before = normalized_text[: match.start()].split()
+        if not before or before[-1] not in negated:
+            return True
+    return False
+
+
 def count_stems(normalized_text: str, stems: Iterable[str]) -> int:
     """Count how many of ``stems`` occur in ``normalized_text`` (see :func:`contains_stem`)."""
     return sum(1 for stem in stems if contains_stem(normalized_text, stem))
