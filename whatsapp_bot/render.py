@@ -141,6 +141,8 @@ def _unique(values: list[str], limit: int) -> list[str]:
 
 
 def _text_payloads(text: str, *, preview_url: bool = True) -> list[dict[str, Any]]:
+    if not text.strip():
+        return []
     return [
         {"type": "text", "text": {"body": chunk, "preview_url": preview_url}}
         for chunk in split_text(text, TEXT_MAX)
@@ -206,9 +208,11 @@ def _list_payloads(reply: ListReply) -> list[dict[str, Any]]:
     for section, title in zip(sections, section_titles, strict=True):
         out_rows = []
         for row in section.rows:
-            item: dict[str, Any] = {"id": row_ids[index], "title": clip(row.title, ROW_TITLE_MAX)}
-            if row.description:
-                item["description"] = clip(row.description, ROW_DESCRIPTION_MAX)
+            title_text = clip(row.title, ROW_TITLE_MAX) or "-"
+            item: dict[str, Any] = {"id": row_ids[index], "title": title_text}
+            description = clip(row.description, ROW_DESCRIPTION_MAX)
+            if description:
+                item["description"] = description
             out_rows.append(item)
             index += 1
         out_section: dict[str, Any] = {"rows": out_rows}
@@ -237,13 +241,13 @@ def render(
         reply_to: a WhatsApp message id to quote (``context``) on the first message.
 
     Returns:
-        One or more ``POST /messages`` bodies, in sending order.
+        The ``POST /messages`` bodies, in sending order (none for a blank text reply).
 
     Raises:
         ValueError: an audio reply without a media id.
     """
     if isinstance(reply, TextReply):
-        bodies = _text_payloads(reply.text) or _text_payloads(DEFAULT_BODY)
+        bodies = _text_payloads(reply.text)  # blank text: nothing to send
     elif isinstance(reply, ButtonsReply):
         bodies = _buttons_payloads(reply)
     elif isinstance(reply, ListReply):
