@@ -1,0 +1,1 @@
+"""Local stand-ins for remote services, driven by their real client libraries in tests."""
