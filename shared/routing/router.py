@@ -6,7 +6,7 @@ Order:
    ``tz:*``, ``nav:*``); typing the exact title of an option the bot just offered counts as
    pressing it;
 2. the active free-text step (``state.funnel_state``: discovery steps, ``diy_gpu_custom``,
-   ``tz_{step}``); a cancel word leaves it;
+   ``tz_{step}``); a cancel word leaves it, and so does a bare greeting word (then 4.);
 3. a number ``N`` typed while options are on offer picks the N-th (SMS shows them numbered);
 4. a greeting word -> the welcome message with the main-menu buttons;
 5. an FAQ entry matched by its question or keywords;
@@ -209,6 +209,12 @@ def _free_text_step(
         turn.state.funnel_state = None
         turn.event("step_cancelled", step=step_state)
         return [main_menu_reply(turn)]
+    if typed in {normalize(w) for w in funnel.greetings.words}:
+        # A bare "hi" is never an answer to a step; the customer came back: greet them (as the
+        # seed did, greetings before funnel_state). Longer texts stay with the step.
+        turn.state.funnel_state = None
+        turn.event("step_cancelled", step=step_state)
+        return None
     step_taker = _step_taker(turn, step_state)
     if step_taker is None:
         logger.warning("unknown funnel_state %r (funnel edited?); clearing it", step_state)

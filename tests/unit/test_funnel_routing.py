@@ -264,6 +264,22 @@ def test_cancel_word_leaves_a_free_text_step() -> None:
     assert titles(result) == WELCOME_TITLES
 
 
+def test_bare_greeting_leaves_a_step_but_a_sentence_is_an_answer() -> None:
+    chat = Chat()
+    chat.press("sales:discovery")
+    result = chat.say("hello, we need a bot for support")
+    assert result.state.discovery["custom_step_1"] == "hello, we need a bot for support"
+    result = chat.say("Привет!")
+    assert result.handler == "show_welcome"
+    assert result.state.funnel_state is None
+    assert "custom_step_2" not in result.state.discovery
+
+
+def test_voice_note_transcript_is_routed_as_text() -> None:
+    msg = InboundMessage("w", CustomerRef(phone="+15550100001"), "audio", "[voice] Привет")
+    assert route(msg, ConversationState(), None).handler == "show_welcome"
+
+
 def test_pressing_another_button_leaves_an_abandoned_step() -> None:
     chat = Chat()
     chat.press("sales:discovery")
