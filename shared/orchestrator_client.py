@@ -155,15 +155,15 @@ class OrchestratorClient:
     def seconds_until_refresh(self, *, now: float | None = None, margin_s: float = 300.0) -> float:
         """Return how long to wait before refreshing (never negative).
 
-        Refresh at ``exp - margin`` but no later than 80% of the remaining lifetime, so short-lived
-        test tokens refresh too.
+        Refresh ``margin_s`` before ``exp``; a short-lived token keeps the last 20% of its
+        remaining life as the margin instead, so it is not refreshed in a tight loop.
         """
         current = time.time() if now is None else now
         exp = unverified_expiry(self.token)
         if exp is None:
             return 600.0
         remaining = exp - current
-        return max(0.0, min(remaining - margin_s, remaining * 0.8))
+        return max(0.0, remaining - min(margin_s, remaining * 0.2))
 
     async def run_token_refresher(self, stop: asyncio.Event) -> None:
         """Refresh the token before it expires until ``stop`` is set."""
