@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,12 +22,15 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.api.routes import auth, instances, users
+from orchestrator.api.routes import auth, fleet, hooks, instances, users
 from orchestrator.crud import FieldError
 from orchestrator.db import make_engine, migrate
+from orchestrator.demo import ensure_demo_bot, start_sandbox, stop_sandbox
+from orchestrator.internal import routes as internal_routes
 from orchestrator.logging_setup import request_id_var
 from orchestrator.security import SecretBox
 from orchestrator.settings import Settings
+from orchestrator.supervisor import Spawner, Supervisor
 from orchestrator.version import version_info
 
 logger = logging.getLogger(__name__)
@@ -74,7 +78,12 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_migrations: bool = True,
+    spawner: Spawner | None = None,
+) -> FastAPI:
     """Build the orchestrator app: store, routes, supervisor and UI."""
     settings = settings or Settings()
     settings.ensure_dirs()
@@ -108,6 +117,23 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.box = SecretBox(secret_key)
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
+    app.state.bot_events = deque(maxlen=1000)
+    supervisor = Supervisor(settings, engine, spawner)
+    app.state.supervisor = supervisor
+    if settings.sandbox:
+        app.state.startup_hooks.append(start_sandbox)
+        app.state.shutdown_hooks.append(stop_sandbox)
+    if settings.demo_bot:
+        app.state.startup_hooks.append(ensure_demo_bot)
+
+    async def _start_supervisor(app: FastAPI) -> None:
+        await supervisor.startup()
+
+    async def _stop_supervisor(app: FastAPI) -> None:
+        await supervisor.shutdown()
+
+    app.state.startup_hooks.append(_start_supervisor)
+    app.state.shutdown_hooks.append(_stop_supervisor)
 
     registry = CollectorRegistry()
     metrics: dict[str, Any] = {
@@ -173,4 +199,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(instances.router)
+    app.include_router(fleet.router)
+    app.include_router(internal_routes.router)
+    app.include_router(hooks.router)
     return app

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     respawn_max_delay: float = 60.0
     flapping_attempts: int = 5
     flapping_window: float = 60.0
+    ready_timeout: float = 20.0
+    bot_host: str = "127.0.0.1"
+    #: Test hook: instance id -> argv to run instead of ``python -m {kind}_bot``.
+    bot_command_override: dict[str, list[str]] = {}
     log_max_bytes: int = 5 * 1024 * 1024
     log_backups: int = 3
     auto_start_bots: bool = True

@@ -1,0 +1,136 @@
+"""Starting bot processes. ``LocalProcessSpawner`` runs them on this machine; a Kubernetes spawner
+(one pod per bot) would implement the same interface."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(slots=True)
+class SpawnSpec:
+    """What a bot process needs: its module, environment and log file."""
+
+    instance_id: str
+    kind: str
+    env: dict[str, str]
+    log_path: Path
+    argv: list[str] = field(default_factory=list)
+
+    def command(self) -> list[str]:
+        """``python -m {kind}_bot`` unless ``argv`` overrides it (tests)."""
+        return self.argv or [sys.executable, "-m", f"{self.kind}_bot"]
+
+
+class ProcessHandle(ABC):
+    """A running bot process, spawned by us or adopted from an earlier orchestrator."""
+
+    pid: int
+    create_time: float
+
+    @abstractmethod
+    async def wait(self) -> int | None:
+        """Wait for the process to end; return its exit code (``None`` when unknowable)."""
+
+    def alive(self) -> bool:
+        """Whether the process still runs (and is the one we started)."""
+        try:
+            proc = psutil.Process(self.pid)
+            return (
+                proc.is_running()
+                and abs(proc.create_time() - self.create_time) < 0.05
+                and (proc.status() != psutil.STATUS_ZOMBIE)
+            )
+        except psutil.Error:
+            return False
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the bot's process group (it runs in its own session)."""
+        if not self.alive():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+
+class ChildHandle(ProcessHandle):
+    """A process this orchestrator spawned (``asyncio`` knows its exit at once)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        try:
+            self.create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            self.create_time = time.time()
+
+    async def wait(self) -> int | None:
+        return await self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+
+class AdoptedHandle(ProcessHandle):
+    """A bot left running by an earlier orchestrator; not our child, so its exit is polled."""
+
+    def __init__(self, pid: int, create_time: float, poll: float = 0.1) -> None:
+        self.pid = pid
+        self.create_time = create_time
+        self.poll = poll
+
+    async def wait(self) -> int | None:
+        while self.alive():
+            await asyncio.sleep(self.poll)
+        return None
+
+
+class Spawner(ABC):
+    """Starts bot processes."""
+
+    @abstractmethod
+    async def spawn(self, spec: SpawnSpec) -> ProcessHandle:
+        """Start the bot described by ``spec``."""
+
+
+class LocalProcessSpawner(Spawner):
+    """``python -m {kind}_bot`` in its own process group, output appended to its log file."""
+
+    async def spawn(self, spec: SpawnSpec) -> ProcessHandle:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # O_APPEND so the supervisor can rotate by copy-and-truncate while the bot writes.
+        fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            env = {**os.environ, **spec.env}
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            )
+            env["PYTHONUNBUFFERED"] = "1"
+            proc = await asyncio.create_subprocess_exec(
+                *spec.command(),
+                cwd=str(REPO_ROOT),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+                start_new_session=True,
+            )
+        finally:
+            os.close(fd)
+        return ChildHandle(proc)
+
+
+def terminate_group(pid: int) -> None:
+    """SIGKILL a process group if it is still there."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,631 @@
+"""Supervisor: watches one subprocess per bot, respawns with backoff, gives up when flapping,
+adopts bots an earlier orchestrator left running, and rotates their log files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from orchestrator import crud
+from orchestrator.models import BotInstance
+from orchestrator.security import control_key, create_control_token, create_internal_token
+from orchestrator.settings import Settings
+from orchestrator.supervisor.backoff import FlappingDetector, respawn_delay
+from orchestrator.supervisor.spawner import (
+    AdoptedHandle,
+    LocalProcessSpawner,
+    ProcessHandle,
+    Spawner,
+    SpawnSpec,
+    terminate_group,
+)
+
+logger = logging.getLogger(__name__)
+
+STATES = ("stopped", "starting", "running", "stopping", "backoff", "crashed")
+
+
+class SupervisorError(Exception):
+    """A request the supervisor cannot carry out; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def log_path(settings: Settings, kind: str, instance_id: str) -> Path:
+    """``logs/{kind}_bot_{id}.log``."""
+    return settings.logs_dir / f"{kind}_bot_{instance_id}.log"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (SO_REUSEADDR, as the bot binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Watcher:
+    """One bot's process and its state machine."""
+
+    def __init__(self, sup: Supervisor, instance_id: str, kind: str) -> None:
+        self.sup = sup
+        self.instance_id = instance_id
+        self.kind = kind
+        self.state = "stopped"
+        self.handle: ProcessHandle | None = None
+        self.port: int | None = None
+        self.gen = 0
+        self.started_at: float | None = None
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self.last_error: str | None = None
+        self.want_running = False
+        self.flapping = FlappingDetector(
+            sup.settings.flapping_attempts, sup.settings.flapping_window
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+        self._ps: psutil.Process | None = None
+
+    # ------------------------------------------------------------ state
+
+    async def set_state(self, state: str, reason: str = "") -> None:
+        old, self.state = self.state, state
+        if old == state:
+            return
+        detail = {"from": old, "to": state}
+        if reason:
+            detail["reason"] = reason
+        self.sup.bot_log(self.kind, self.instance_id, f"state {old} -> {state}", **detail)
+        await self.sup.audit(self.instance_id, self.kind, f"bot.{state}", detail)
+
+    def status(self) -> dict[str, Any]:
+        pid = self.handle.pid if self.handle and self.state != "stopped" else None
+        rss_mb = cpu = None
+        if pid and self.handle and self.handle.alive():
+            try:
+                if self._ps is None or self._ps.pid != pid:
+                    self._ps = psutil.Process(pid)
+                    self._ps.cpu_percent(None)
+                rss_mb = round(self._ps.memory_info().rss / 2**20, 1)
+                cpu = self._ps.cpu_percent(None)
+            except psutil.Error:
+                pass
+        uptime = (
+            round(time.time() - self.started_at, 1)
+            if self.started_at and self.state in ("running", "starting")
+            else 0.0
+        )
+        return {
+            "id": self.instance_id,
+            "kind": self.kind,
+            "state": self.state,
+            "pid": pid,
+            "port": self.port,
+            "uptime_s": uptime,
+            "rss_mb": rss_mb,
+            "cpu_percent": cpu,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
+            "last_error": self.last_error,
+        }
+
+    # ------------------------------------------------------------ run loop
+
+    async def run(self, adopted: ProcessHandle | None = None) -> None:
+        """Keep the bot running until ``want_running`` is cleared."""
+        handle = adopted
+        while self.want_running:
+            if handle is None:
+                await self.set_state("starting")
+                try:
+                    handle = await self.sup.spawn(self)
+                except SupervisorError as exc:
+                    self.last_error = exc.message
+                    self.want_running = False
+                    await self.set_state("stopped", exc.message)
+                    return
+            self.handle = handle
+            if not self.want_running:  # stopped while we were spawning
+                await self.terminate()
+                await handle.wait()
+                self.sup.remove_pidfile(self.kind, self.instance_id)
+                return
+            wait_task = asyncio.create_task(handle.wait())
+            if adopted is None or handle is not adopted:
+                await self._await_ready(wait_task)
+            else:
+                self.started_at = self.started_at or time.time()
+                await self.set_state("running", "adopted")
+            adopted = None
+            code = await wait_task
+            self.sup.remove_pidfile(self.kind, self.instance_id)
+            self.sup.bot_log(self.kind, self.instance_id, "process exited", exit_code=code)
+            if not self.want_running:
+                self.last_exit_code = code
+                return
+            self.last_exit_code = code
+            self.restarts += 1
+            handle = None
+            if self.flapping.record_death():
+                self.want_running = False
+                self.last_error = (
+                    f"exited {self.flapping.recent} times within "
+                    f"{self.sup.settings.flapping_window:g} s (last exit code {code}); "
+                    "not restarting until started again"
+                )
+                await self.set_state("crashed", self.last_error)
+                return
+            delay = respawn_delay(
+                self.flapping.recent,
+                base=self.sup.settings.respawn_min_delay,
+                cap=self.sup.settings.respawn_max_delay,
+            )
+            self.last_error = f"exited with code {code}; respawning in {delay:.1f} s"
+            await self.set_state("backoff", self.last_error)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
+
+    async def _await_ready(self, wait_task: asyncio.Task[int | None]) -> None:
+        deadline = time.monotonic() + self.sup.settings.ready_timeout
+        while not wait_task.done() and time.monotonic() < deadline and self.want_running:
+            if await self.sup.control_get(self, "/control/health", timeout=1.0) is not None:
+                self.last_error = None
+                await self.set_state("running")
+                return
+            await asyncio.sleep(0.05)
+        if not wait_task.done() and self.want_running:
+            self.last_error = "bot started but does not answer /control/health"
+            self.sup.bot_log(self.kind, self.instance_id, self.last_error, level="WARNING")
+
+    # ------------------------------------------------------------ stop
+
+    async def terminate(self) -> None:
+        """SIGTERM, wait ``graceful_timeout``, then SIGKILL."""
+        handle = self.handle
+        if handle is None or not handle.alive():
+            return
+        await self.set_state("stopping")
+        handle.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.sup.settings.graceful_timeout
+        while handle.alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if handle.alive():
+            self.sup.bot_log(
+                self.kind, self.instance_id, "did not stop after SIGTERM; SIGKILL", level="WARNING"
+            )
+            terminate_group(handle.pid)
+            while handle.alive():
+                await asyncio.sleep(0.02)
+
+
+class Supervisor:
+    """Owns every bot watcher."""
+
+    def __init__(self, settings: Settings, engine: Engine, spawner: Spawner | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.spawner = spawner or LocalProcessSpawner()
+        self.watchers: dict[str, Watcher] = {}
+        self.secret_key = settings.resolved_secret_key()
+        self.run_dir = settings.data_dir / "run"
+        self._http: httpx.AsyncClient | None = None
+        self._rotator: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=5.0)
+        return self._http
+
+    def bot_log(
+        self, kind: str, instance_id: str, msg: str, level: str = "INFO", **extra: Any
+    ) -> None:
+        """Append a supervisor line to the bot's own log file (and the orchestrator log)."""
+        line = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": level,
+            "logger": "flotilla.supervisor",
+            "msg": msg,
+            "bot_id": instance_id,
+            **extra,
+        }
+        path = log_path(self.settings, kind, instance_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line, default=str) + "\n")
+        except OSError:
+            logger.warning("cannot write bot log", extra={"bot_id": instance_id})
+        logger.log(logging.getLevelName(level), msg, extra={"bot_id": instance_id, **extra})
+
+    async def audit(
+        self, instance_id: str, kind: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        def write() -> None:
+            with Session(self.engine) as session:
+                crud.audit(
+                    session=session,
+                    actor=None,
+                    action=action,
+                    object_type=kind,
+                    object_id=instance_id,
+                    detail=detail,
+                )
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception:
+            logger.exception("audit write failed", extra={"bot_id": instance_id})
+
+    def watcher(self, instance_id: str, kind: str) -> Watcher:
+        w = self.watchers.get(instance_id)
+        if w is None or w.kind != kind:
+            w = Watcher(self, instance_id, kind)
+            self.watchers[instance_id] = w
+        return w
+
+    def pidfile(self, kind: str, instance_id: str) -> Path:
+        return self.run_dir / f"{kind}_bot_{instance_id}.json"
+
+    def remove_pidfile(self, kind: str, instance_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.pidfile(kind, instance_id).unlink()
+
+    def write_pidfile(self, w: Watcher, handle: ProcessHandle, cmdline: list[str]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "pid": handle.pid,
+            "create_time": handle.create_time,
+            "cmdline": cmdline,
+            "gen": w.gen,
+            "port": w.port,
+            "kind": w.kind,
+            "instance_id": w.instance_id,
+        }
+        tmp = self.pidfile(w.kind, w.instance_id).with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.pidfile(w.kind, w.instance_id))
+
+    async def control_get(
+        self, w: Watcher, path: str, timeout: float = 2.0
+    ) -> dict[str, Any] | None:
+        """GET a bot's control API with a fresh token; ``None`` when it does not answer 200."""
+        return await self.control_call(w, "GET", path, timeout=timeout)
+
+    async def control_call(
+        self,
+        w: Watcher,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        timeout: float = 5.0,
+    ) -> dict[str, Any] | None:
+        """Call a bot's control API; ``None`` when it does not answer 2xx."""
+        if w.port is None:
+            return None
+        token = create_control_token(self.secret_key, instance_id=w.instance_id, gen=w.gen)
+        try:
+            res = await self.http.request(
+                method,
+                f"http://{self.settings.bot_host}:{w.port}{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                json=json_body,
+                timeout=timeout,
+            )
+        except httpx.HTTPError:
+            return None
+        if res.status_code // 100 != 2:
+            return None
+        try:
+            body = res.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {"data": body}
+
+    # ------------------------------------------------------------ spawning
+
+    def _allocate_port(self, session: Session, instance: BotInstance) -> int:
+        used = crud.used_ports(session=session)
+        reserved = {self.settings.port, self.settings.sandbox_port}
+        for port in range(self.settings.port_range_start, self.settings.port_range_end + 1):
+            if port in used or port in reserved:
+                continue
+            if port_is_free(self.settings.bot_host, port):
+                return port
+        raise SupervisorError(
+            409,
+            f"no free port in {self.settings.port_range_start}-{self.settings.port_range_end}",
+        )
+
+    def _prepare(self, w: Watcher) -> tuple[BotInstance, int, int]:
+        with Session(self.engine) as session:
+            instance = session.get(BotInstance, w.instance_id)
+            if instance is None:
+                raise SupervisorError(404, "bot not found")
+            if not instance.enabled:
+                raise SupervisorError(409, "bot is disabled; enable it before starting")
+            port = instance.webhook_port
+            if port is None:
+                port = self._allocate_port(session, instance)
+                instance.webhook_port = port
+            elif not port_is_free(self.settings.bot_host, port):
+                raise SupervisorError(
+                    409, f"port {port} is already in use by another program; choose another port"
+                )
+            instance.spawn_generation += 1
+            session.add(instance)
+            session.commit()
+            return instance, port, instance.spawn_generation
+
+    async def spawn(self, w: Watcher) -> ProcessHandle:
+        """Allocate, mint tokens and start the bot's process."""
+        instance, port, gen = await asyncio.to_thread(self._prepare, w)
+        w.port, w.gen = port, gen
+        token = create_internal_token(
+            self.secret_key,
+            instance_id=w.instance_id,
+            kind=w.kind,
+            gen=gen,
+            minutes=self.settings.internal_token_minutes,
+        )
+        env = {
+            "BOT_INSTANCE_ID": w.instance_id,
+            "BOT_KIND": w.kind,
+            "BOT_INTERNAL_TOKEN": token,
+            "BOT_CONTROL_KEY": control_key(self.secret_key, w.instance_id, gen),
+            "ORCHESTRATOR_URL": self.settings.orchestrator_url,
+            "BOT_DATA_DIR": str(self.settings.data_dir.resolve()),
+            "BOT_PORT": str(port),
+            "BOT_HOST": self.settings.bot_host,
+        }
+        if w.kind == "whatsapp":
+            env["WA_INSTANCE_ID"] = w.instance_id
+            env["WA_INTERNAL_TOKEN"] = token
+        spec = SpawnSpec(
+            instance_id=w.instance_id,
+            kind=w.kind,
+            env=env,
+            log_path=log_path(self.settings, w.kind, w.instance_id),
+            argv=list(self.settings.bot_command_override.get(w.instance_id, [])),
+        )
+        handle = await self.spawner.spawn(spec)
+        w.started_at = time.time()
+        w._ps = None
+        self.write_pidfile(w, handle, spec.command())
+        self.bot_log(w.kind, w.instance_id, "spawned", pid=handle.pid, port=port, gen=gen)
+        return handle
+
+    # ------------------------------------------------------------ public API
+
+    async def start(self, instance_id: str, kind: str) -> dict[str, Any]:
+        """Start a bot (no-op when it already runs). Raises :class:`SupervisorError`."""
+        w = self.watcher(instance_id, kind)
+        async with w.lock:
+            if w.task is not None and not w.task.done():
+                return w.status()
+            w.flapping.reset()
+            w.want_running = True
+            w.last_error = None
+            w.handle = None
+            # Check port and enabled now so the caller gets the reason in its answer.
+            try:
+                await asyncio.to_thread(self._precheck, w)
+            except SupervisorError as exc:
+                w.want_running = False
+                w.last_error = exc.message
+                self.bot_log(
+                    kind, instance_id, "start refused", level="WARNING", reason=exc.message
+                )
+                raise
+            w.task = asyncio.create_task(w.run(), name=f"watcher:{instance_id}")
+            await asyncio.sleep(0)
+        return w.status()
+
+    def _precheck(self, w: Watcher) -> None:
+        with Session(self.engine) as session:
+            instance = session.get(BotInstance, w.instance_id)
+            if instance is None:
+                raise SupervisorError(404, "bot not found")
+            if not instance.enabled:
+                raise SupervisorError(409, "bot is disabled; enable it before starting")
+            port = instance.webhook_port
+            if port is not None and not port_is_free(self.settings.bot_host, port):
+                raise SupervisorError(
+                    409, f"port {port} is already in use by another program; choose another port"
+                )
+
+    async def stop(self, instance_id: str, kind: str) -> dict[str, Any]:
+        """Stop a bot gracefully (SIGTERM, ``graceful_timeout``, SIGKILL)."""
+        w = self.watcher(instance_id, kind)
+        async with w.lock:
+            w.want_running = False
+            w.wake.set()
+            await w.terminate()
+            if w.task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(w.task), timeout=10)
+                if not w.task.done():
+                    w.task.cancel()
+            await w.terminate()  # a spawn that raced with this stop
+            w.task = None
+            self.remove_pidfile(kind, instance_id)
+            if w.state != "stopped":
+                await w.set_state("stopped")
+            w.started_at = None
+        return w.status()
+
+    async def restart(self, instance_id: str, kind: str) -> dict[str, Any]:
+        """Stop, then start."""
+        await self.stop(instance_id, kind)
+        return await self.start(instance_id, kind)
+
+    def status(self, instance_id: str, kind: str) -> dict[str, Any]:
+        """The bot's state, pid, port, uptime, memory, CPU, restarts and last error."""
+        w = self.watchers.get(instance_id)
+        if w is None:
+            return Watcher(self, instance_id, kind).status()
+        return w.status()
+
+    async def forget(self, instance_id: str) -> None:
+        """Stop a bot that is being deleted and drop its watcher."""
+        w = self.watchers.get(instance_id)
+        if w is not None:
+            await self.stop(instance_id, w.kind)
+            self.watchers.pop(instance_id, None)
+
+    async def reload(self, instance_id: str) -> bool:
+        """Tell a running bot to fetch its config again."""
+        w = self.watchers.get(instance_id)
+        if w is None or w.state != "running":
+            return False
+        return await self.control_call(w, "POST", "/control/reload") is not None
+
+    def tail(self, kind: str, instance_id: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of the bot's log file."""
+        path = log_path(self.settings, kind, instance_id)
+        if not path.exists():
+            return []
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            block = 64 * 1024
+            data = b""
+            while size > 0 and data.count(b"\n") <= lines:
+                step = min(block, size)
+                size -= step
+                fh.seek(size)
+                data = fh.read(step) + data
+        out = deque(data.decode("utf-8", "replace").splitlines(), maxlen=lines)
+        return list(out)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def startup(self) -> None:
+        """Adopt bots an earlier orchestrator left running, then start ``auto_start`` bots."""
+        adopted = await self._adopt()
+        if self.settings.auto_start_bots:
+            with Session(self.engine) as session:
+                autos = [
+                    (b.id, b.kind)
+                    for b in crud.list_instances(session=session)
+                    if b.auto_start and b.enabled
+                ]
+            for instance_id, kind in autos:
+                if instance_id in adopted:
+                    continue
+                try:
+                    await self.start(instance_id, kind)
+                except SupervisorError as exc:
+                    logger.warning(
+                        "auto-start failed", extra={"bot_id": instance_id, "reason": exc.message}
+                    )
+        self._rotator = asyncio.create_task(self._rotate_logs_forever(), name="log-rotator")
+
+    async def _adopt(self) -> set[str]:
+        adopted: set[str] = set()
+        if not self.run_dir.exists():
+            return adopted
+        for path in sorted(self.run_dir.glob("*.json")):
+            try:
+                info = json.loads(path.read_text())
+                pid, ctime = int(info["pid"]), float(info["create_time"])
+                instance_id, kind = str(info["instance_id"]), str(info["kind"])
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)
+                continue
+            alive = False
+            try:
+                proc = psutil.Process(pid)
+                alive = (
+                    abs(proc.create_time() - ctime) < 0.05
+                    and proc.cmdline() == list(info.get("cmdline", []))
+                    and proc.status() != psutil.STATUS_ZOMBIE
+                )
+            except psutil.Error:
+                alive = False
+            if not alive:
+                path.unlink(missing_ok=True)
+                continue
+            with Session(self.engine) as session:
+                instance = session.get(BotInstance, instance_id)
+                known = instance is not None and instance.spawn_generation == int(
+                    info.get("gen", -1)
+                )
+            if not known:
+                logger.warning("killing an orphan bot", extra={"bot_id": instance_id, "pid": pid})
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+                path.unlink(missing_ok=True)
+                continue
+            w = self.watcher(instance_id, kind)
+            w.port, w.gen = info.get("port"), int(info["gen"])
+            w.started_at = ctime
+            w.want_running = True
+            handle = AdoptedHandle(pid, ctime)
+            w.handle = handle
+            self.bot_log(kind, instance_id, "adopted from an earlier orchestrator", pid=pid)
+            w.task = asyncio.create_task(w.run(adopted=handle), name=f"watcher:{instance_id}")
+            adopted.add(instance_id)
+        return adopted
+
+    async def shutdown(self) -> None:
+        """Stop every bot gracefully (in parallel)."""
+        if self._rotator is not None:
+            self._rotator.cancel()
+        running = [(w.instance_id, w.kind) for w in self.watchers.values()]
+        await asyncio.gather(*(self.stop(i, k) for i, k in running), return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _rotate_logs_forever(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                await asyncio.to_thread(self.rotate_logs)
+            except Exception:
+                logger.exception("log rotation failed")
+
+    def rotate_logs(self) -> None:
+        """Copy-and-truncate every bot log over ``log_max_bytes`` (bots write with O_APPEND)."""
+        for w in list(self.watchers.values()):
+            path = log_path(self.settings, w.kind, w.instance_id)
+            try:
+                if path.stat().st_size <= self.settings.log_max_bytes:
+                    continue
+            except FileNotFoundError:
+                continue
+            for n in range(self.settings.log_backups - 1, 0, -1):
+                older = path.with_name(f"{path.name}.{n}")
+                if older.exists():
+                    older.replace(path.with_name(f"{path.name}.{n + 1}"))
+            shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+            with path.open("r+b") as fh:
+                fh.truncate(0)
