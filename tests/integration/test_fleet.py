@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -32,10 +33,7 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProce
         FLOTILLA_FLAPPING_WINDOW="30",
         FLOTILLA_RESPAWN_MIN_DELAY="0.5",
         FLOTILLA_READY_TIMEOUT="3",
-        FLOTILLA_BOT_COMMAND_OVERRIDE=(
-            '{"stubborn": %s, "dies": %s}'
-            % (str(STUBBORN).replace("'", '"'), str(DIES).replace("'", '"'))
-        ),
+        FLOTILLA_BOT_COMMAND_OVERRIDE=json.dumps({"stubborn": STUBBORN, "dies": DIES}),
     ).start()
     yield proc
     proc.close()
@@ -68,7 +66,8 @@ def test_start_status_health_logs_stop(orch: OrchestratorProcess) -> None:
     assert res.status_code == 200, res.text
     st = orch.wait_state("whatsapp", "life-cycle", "running")
     ready_s = time.monotonic() - started
-    assert st["pid"] and st["port"]
+    assert st["pid"]
+    assert st["port"]
     assert 8100 <= st["port"] <= 8999  # allocated from the default range
     assert st["rss_mb"] > 5
     assert st["restarts"] == 0
@@ -160,7 +159,8 @@ def test_bot_that_dies_at_once_ends_crashed(orch: OrchestratorProcess) -> None:
     time.sleep(2)
     assert orch.status("whatsapp", "dies")["restarts"] == 3  # no more respawns
     audit_actions = (orch.root / "logs" / "whatsapp_bot_dies.log").read_text()
-    assert "backoff" in audit_actions and "crashed" in audit_actions
+    assert "backoff" in audit_actions
+    assert "crashed" in audit_actions
 
 
 def test_disabled_bot_and_taken_port_are_refused(orch: OrchestratorProcess) -> None:
@@ -270,7 +270,8 @@ def test_orchestrator_kill9_then_adopts(tmp_path: Path) -> None:
             if st["state"] == "running" and st["pid"] not in (None, pid):
                 break
             time.sleep(0.05)
-        assert st["state"] == "running" and st["pid"] != pid
+        assert st["state"] == "running"
+        assert st["pid"] != pid
         # a graceful orchestrator shutdown stops its bots
         new_pid = st["pid"]
         orch.stop()
