@@ -47,8 +47,9 @@ class FakeOrchestrator:
     url: str = ""
 
     def token(self, ttl_s: int = 3600) -> str:
-        return mint_internal_token(INTERNAL_SECRET, self.instance_id, kind="whatsapp", gen=1,
-                                   ttl_s=ttl_s)
+        return mint_internal_token(
+            INTERNAL_SECRET, self.instance_id, kind="whatsapp", gen=1, ttl_s=ttl_s
+        )
 
     def app(self) -> web.Application:
         async def config(request: web.Request) -> web.Response:
@@ -73,8 +74,15 @@ class FakeOrchestrator:
             self.llm_requests.append(await request.json())
             if self.llm_answer is None:
                 return web.json_response({"detail": "Not Found"}, status=self.llm_status)
-            return web.json_response({"text": self.llm_answer, "confidence": 0.9,
-                                      "sources": [], "usage": {}, "escalate": False})
+            return web.json_response(
+                {
+                    "text": self.llm_answer,
+                    "confidence": 0.9,
+                    "sources": [],
+                    "usage": {},
+                    "escalate": False,
+                }
+            )
 
         app = web.Application()
         app.router.add_get("/internal/config", config)
@@ -159,8 +167,9 @@ class Harness:
             return (await r.json())["messages"]  # type: ignore[no-any-return]
 
     async def fault(self, **spec: Any) -> None:
-        async with self.http.post(f"{self.sandbox_url}/_sandbox/faults",
-                                  json={"provider": "graph", **spec}) as r:
+        async with self.http.post(
+            f"{self.sandbox_url}/_sandbox/faults", json={"provider": "graph", **spec}
+        ) as r:
             assert r.status == 201, await r.text()
 
 
@@ -183,15 +192,27 @@ async def make_harness(
     sandbox_url = str(sandbox.make_url("")).rstrip("/")
     orch.config = wa_config(f"{sandbox_url}/graph", **config)
     settings = BotSettings(
-        instance_id="support-bot", kind="whatsapp", internal_token=orch.token(),
-        orchestrator_url=orch.url, control_key=control_key, data_dir=tmp_path, port=None,
-        host="127.0.0.1", log_level="INFO",
+        instance_id="support-bot",
+        kind="whatsapp",
+        internal_token=orch.token(),
+        orchestrator_url=orch.url,
+        control_key=control_key,
+        data_dir=tmp_path,
+        port=None,
+        host="127.0.0.1",
+        log_level="INFO",
     )
     http = aiohttp.ClientSession()
     client = OrchestratorClient(orch.url, settings.internal_token, settings.instance_id)
     clock = Clock()
-    ctx = create_context(WhatsAppChannel(), settings, orch.config, http=http, client=client,
-                         store=BotStore.open(tmp_path / "wa_sales_support-bot.db"))
+    ctx = create_context(
+        WhatsAppChannel(),
+        settings,
+        orch.config,
+        http=http,
+        client=client,
+        store=BotStore.open(tmp_path / "wa_sales_support-bot.db"),
+    )
     ctx.clock = clock
     try:
         yield Harness(ctx=ctx, orch=orch, sandbox_url=sandbox_url, http=http, clock=clock)

@@ -49,8 +49,9 @@ async def test_signed_payload_is_persisted_before_200(h: Harness, client: TestCl
 
 async def test_bad_signature_403_and_nothing_stored(h: Harness, client: TestClient) -> None:
     raw = (DATA / "text.json").read_bytes()
-    bad = await client.post("/webhook", data=raw,
-                            headers={"X-Hub-Signature-256": sign(raw, "wrong")})
+    bad = await client.post(
+        "/webhook", data=raw, headers={"X-Hub-Signature-256": sign(raw, "wrong")}
+    )
     missing = await client.post("/webhook", data=raw)
     assert (bad.status, missing.status) == (403, 401)
     assert h.ctx.store.conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 0
@@ -64,7 +65,8 @@ async def test_not_json_400_and_uninterpretable_200_dead_letter(
     odd = json.dumps({"object": "whatsapp_business_account", "entry": "nope"}).encode()
     assert (await client.post("/webhook", data=odd, headers=signed(odd))).status == 200
     (letter,) = h.ctx.store.dead_letters()
-    assert "nope" in letter["raw"] and letter["reason"].startswith("unparseable")
+    assert "nope" in letter["raw"]
+    assert letter["reason"].startswith("unparseable")
 
 
 async def test_unknown_field_is_200_and_ignored(h: Harness, client: TestClient) -> None:
@@ -80,9 +82,13 @@ async def test_body_over_3mb_is_413(h: Harness, client: TestClient) -> None:
 
 
 async def test_status_payload_updates_stored_message(h: Harness, client: TestClient) -> None:
-    h.ctx.store.add_message(direction="out", customer="+16505551234", type_="text",
-                            provider_message_id="wamid.HBgLMTY1MDUwNzY1MjAVAgARGBJTVEFUVVNPVVQwMDAwMDEA",
-                            status="sent")
+    h.ctx.store.add_message(
+        direction="out",
+        customer="+16505551234",
+        type_="text",
+        provider_message_id="wamid.HBgLMTY1MDUwNzY1MjAVAgARGBJTVEFUVVNPVVQwMDAwMDEA",
+        status="sent",
+    )
     raw = (DATA / "statuses.json").read_bytes()  # sent, read, delivered (out of order)
     assert (await client.post("/webhook", data=raw, headers=signed(raw))).status == 200
     row = h.ctx.store.messages()[0]
@@ -90,12 +96,15 @@ async def test_status_payload_updates_stored_message(h: Harness, client: TestCli
 
 
 async def test_challenge(client: TestClient) -> None:
-    ok = await client.get("/webhook", params={"hub.mode": "subscribe",
-                                               "hub.verify_token": VERIFY_TOKEN,
-                                               "hub.challenge": "42"})
+    ok = await client.get(
+        "/webhook",
+        params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "42"},
+    )
     assert (ok.status, await ok.text()) == (200, "42")
-    bad = await client.get("/webhook", params={"hub.mode": "subscribe",
-                                                "hub.verify_token": "x", "hub.challenge": "42"})
+    bad = await client.get(
+        "/webhook",
+        params={"hub.mode": "subscribe", "hub.verify_token": "x", "hub.challenge": "42"},
+    )
     assert bad.status == 403
 
 
@@ -107,35 +116,51 @@ async def test_control_auth(client: TestClient) -> None:
     assert (await client.get("/control/health")).status == 401
     wrong_key = mint_control_token("cd" * 32, "support-bot")
     other_bot = mint_control_token(KEY, "other-bot")
-    wrong_aud = jwt.encode({"aud": "flotilla-internal", "sub": "support-bot", "exp": 2**31},
-                           KEY, algorithm="HS256")
-    expired = jwt.encode({"aud": "flotilla-control", "sub": "support-bot", "exp": 1},
-                         KEY, algorithm="HS256")
+    wrong_aud = jwt.encode(
+        {"aud": "flotilla-internal", "sub": "support-bot", "exp": 2**31}, KEY, algorithm="HS256"
+    )
+    expired = jwt.encode(
+        {"aud": "flotilla-control", "sub": "support-bot", "exp": 1}, KEY, algorithm="HS256"
+    )
     for token in (wrong_key, other_bot, wrong_aud, expired, "garbage"):
         assert (await client.get("/control/health", headers=bearer(token))).status == 403
-    resp = await client.get("/control/health", headers=bearer(mint_control_token(KEY, "support-bot")))
+    resp = await client.get(
+        "/control/health", headers=bearer(mint_control_token(KEY, "support-bot"))
+    )
     assert resp.status == 200
     body = await resp.json()
-    assert body["status"] == "ok" and body["instance_id"] == "support-bot"
-    assert body["kind"] == "whatsapp" and body["inbox_pending"] == 0
+    assert body["status"] == "ok"
+    assert body["instance_id"] == "support-bot"
+    assert body["kind"] == "whatsapp"
+    assert body["inbox_pending"] == 0
 
 
 async def test_control_send_and_simulate(h: Harness, client: TestClient) -> None:
     token = bearer(mint_control_token(KEY, "support-bot"))
-    resp = await client.post("/control/simulate", headers=token,
-                             json={"from": "+1 555 010 0001", "text": "zxqv hi",
-                                   "payload": None, "profile_name": "Tester"})
+    resp = await client.post(
+        "/control/simulate",
+        headers=token,
+        json={
+            "from": "+1 555 010 0001",
+            "text": "zxqv hi",
+            "payload": None,
+            "profile_name": "Tester",
+        },
+    )
     assert resp.status == 202
     inbox_id = (await resp.json())["inbox_id"]
     row = h.ctx.store.inbox_get(inbox_id)
-    assert row is not None and row.message.customer.phone == "+15550100001"
+    assert row is not None
+    assert row.message.customer.phone == "+15550100001"
     await h.process_inbox()
-    resp = await client.post("/control/send", headers=token,
-                             json={"to": "+15550100001", "text": "Operator here"})
+    resp = await client.post(
+        "/control/send", headers=token, json={"to": "+15550100001", "text": "Operator here"}
+    )
     assert resp.status == 202
     outbox_id = (await resp.json())["outbox_id"]
     row_out = h.ctx.store.outbox_get(outbox_id)
-    assert row_out is not None and row_out.origin == "operator"
+    assert row_out is not None
+    assert row_out.origin == "operator"
     assert row_out.reply == {"type": "text", "text": "Operator here"}
     assert row_out.user_id is not None  # matched the customer who wrote
     bad = await client.post("/control/send", headers=token, json={"to": "", "text": "x"})
@@ -144,8 +169,9 @@ async def test_control_send_and_simulate(h: Harness, client: TestClient) -> None
 
 async def test_control_reload_switches_config(h: Harness, client: TestClient) -> None:
     h.orch.config = {**h.orch.config, "fallback_text": "NEW FALLBACK"}
-    resp = await client.post("/control/reload",
-                             headers=bearer(mint_control_token(KEY, "support-bot")))
+    resp = await client.post(
+        "/control/reload", headers=bearer(mint_control_token(KEY, "support-bot"))
+    )
     assert resp.status == 200
     assert h.ctx.fallback_text == "NEW FALLBACK"
 

@@ -23,10 +23,20 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
         yield harness
 
 
-def text(mid: str, body: str, phone: str | None = PHONE, bsuid: str | None = None,
-         payload: str | None = None) -> InboundMessage:
-    return InboundMessage(mid, CustomerRef(phone=phone, bsuid=bsuid), text=body,
-                          kind="button" if payload else "text", payload=payload)
+def text(
+    mid: str,
+    body: str,
+    phone: str | None = PHONE,
+    bsuid: str | None = None,
+    payload: str | None = None,
+) -> InboundMessage:
+    return InboundMessage(
+        mid,
+        CustomerRef(phone=phone, bsuid=bsuid),
+        text=body,
+        kind="button" if payload else "text",
+        payload=payload,
+    )
 
 
 async def test_free_text_gets_fallback_when_llm_is_missing(h: Harness) -> None:
@@ -77,7 +87,8 @@ async def test_allowed_list_admits_only_listed_customers_including_bsuids(h: Har
     sent = await h.sent()
     assert [m["to"] for m in sent] == ["BR.1502576394655843"]
     request = sent[0]["payload"]
-    assert request["recipient"] == "BR.1502576394655843" and "to" not in request
+    assert request["recipient"] == "BR.1502576394655843"
+    assert "to" not in request
 
 
 async def test_rate_limit_notice_once_then_silence_until_window_moves(h: Harness) -> None:
@@ -102,7 +113,9 @@ async def test_free_form_outside_24h_is_not_sent_without_template(h: Harness) ->
     assert await h.sent() == []
     (row,) = h.ctx.store.outbox_all()
     assert row.state == "failed"
-    assert row.last_error and "24-hour" in row.last_error and "wa_template_name" in row.last_error
+    assert row.last_error
+    assert "24-hour" in row.last_error
+    assert "wa_template_name" in row.last_error
 
 
 async def test_outside_24h_sends_configured_template(h: Harness) -> None:
@@ -131,10 +144,12 @@ async def test_429_retry_after_is_honoured(h: Harness) -> None:
     h.ctx.accept_inbound(text("wamid.q", "zxqv hi"))
     await h.settle()
     (row,) = h.ctx.store.outbox_all()
-    assert row.state == "pending" and row.attempts == 1
+    assert row.state == "pending"
+    assert row.attempts == 1
     wait = (row.next_attempt_at - h.clock()).total_seconds()
     assert 7 <= wait <= 7.8
-    assert row.last_error and "429" in row.last_error
+    assert row.last_error
+    assert "429" in row.last_error
     h.clock.advance(seconds=6)
     await h.flush_outbox()
     assert await h.sent(TO) == []  # not before retry_after
@@ -157,7 +172,8 @@ async def test_5xx_retries_with_backoff_then_sends_once(h: Harness) -> None:
         delays.append(delay)
         h.clock.advance(seconds=delay + 0.01)
         await h.flush_outbox()
-    assert len(delays) == 2 and delays[1] > 0
+    assert len(delays) == 2
+    assert delays[1] > 0
     assert h.ctx.store.outbox_all()[0].state == "sent"
     assert len(await h.sent(TO)) == 1
 
@@ -172,8 +188,10 @@ async def test_gives_up_after_max_attempts(h: Harness) -> None:
         h.clock.advance(minutes=10)
         await h.flush_outbox()
     (row,) = h.ctx.store.outbox_all()
-    assert row.state == "failed" and row.attempts == 3
-    assert row.last_error and "gave up after 3 attempts" in row.last_error
+    assert row.state == "failed"
+    assert row.attempts == 3
+    assert row.last_error
+    assert "gave up after 3 attempts" in row.last_error
 
 
 async def test_bsuid_not_supported_is_permanent_and_recorded(h: Harness) -> None:
@@ -181,10 +199,14 @@ async def test_bsuid_not_supported_is_permanent_and_recorded(h: Harness) -> None
     h.ctx.accept_inbound(text("wamid.u", "zxqv hi", phone=None, bsuid="US.1234"))
     await h.settle()
     (row,) = h.ctx.store.outbox_all()
-    assert row.state == "failed" and row.error_code == 131062 and row.attempts == 1
-    assert row.last_error and "BSUID not supported" in row.last_error
+    assert row.state == "failed"
+    assert row.error_code == 131062
+    assert row.attempts == 1
+    assert row.last_error
+    assert "BSUID not supported" in row.last_error
     failed = [m for m in h.ctx.store.messages() if m["status"] == "failed"]
-    assert failed and failed[0]["error_code"] == 131062
+    assert failed
+    assert failed[0]["error_code"] == 131062
 
 
 async def test_more_button_brings_the_next_page(h: Harness) -> None:
@@ -195,7 +217,8 @@ async def test_more_button_brings_the_next_page(h: Harness) -> None:
     await h.flush_outbox()
     (first,) = await h.sent(TO)
     ids = [b["reply"]["id"] for b in first["payload"]["interactive"]["action"]["buttons"]]
-    assert ids[:2] == ["faq:q0", "faq:q1"] and ids[2].startswith("nav:more:")
+    assert ids[:2] == ["faq:q0", "faq:q1"]
+    assert ids[2].startswith("nav:more:")
     h.ctx.accept_inbound(text("wamid.more", "More", payload=ids[2]))
     await h.settle()
     second = (await h.sent(TO))[-1]
@@ -219,7 +242,8 @@ async def test_voice_note_is_recorded_and_answered_with_fallback(h: Harness) -> 
     await h.settle()
     assert [m["text"] for m in await h.sent(TO)] == ["FALLBACK: a person will answer soon."]
     inbound = [m for m in h.ctx.store.messages() if m["direction"] == "in"]
-    assert inbound[0]["type"] == "audio" and inbound[0]["text"] == "[voice]"
+    assert inbound[0]["type"] == "audio"
+    assert inbound[0]["text"] == "[voice]"
 
 
 async def test_greeting_goes_through_the_funnel(h: Harness) -> None:

@@ -32,9 +32,18 @@ def test_file_is_wal_and_migrated(tmp_path: Path) -> None:
     store = BotStore.open(path)  # re-open: migrations are idempotent
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"users", "events", "custom_discovery", "messages", "inbox", "outbox",
-            "dead_letters"} <= tables
+    tables = {
+        r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
+    assert {
+        "users",
+        "events",
+        "custom_discovery",
+        "messages",
+        "inbox",
+        "outbox",
+        "dead_letters",
+    } <= tables
     store.close()
 
 
@@ -42,17 +51,23 @@ def test_inbox_insert_if_absent(store: BotStore) -> None:
     first = store.inbox_insert(msg("wamid.1"), customer="+15550001")
     again = store.inbox_insert(msg("wamid.1"), customer="+15550001")
     other = store.inbox_insert(msg("wamid.2"), customer="+15550001")
-    assert first is not None and other is not None and again is None
+    assert first is not None
+    assert other is not None
+    assert again is None
     assert store.conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 2
     row = store.inbox_get(first)
-    assert row is not None and row.message.text == "hi" and row.message.customer.phone == "+15550001"
+    assert row is not None
+    assert row.message.text == "hi"
+    assert row.message.customer.phone == "+15550001"
 
 
 def test_inbox_dedupe_holds_across_connections(tmp_path: Path) -> None:
     a = BotStore.open(tmp_path / "d.db")
     b = BotStore.open(tmp_path / "d.db")
-    results = [a.inbox_insert(msg("wamid.same"), customer="c"),
-               b.inbox_insert(msg("wamid.same"), customer="c")]
+    results = [
+        a.inbox_insert(msg("wamid.same"), customer="c"),
+        b.inbox_insert(msg("wamid.same"), customer="c"),
+    ]
     assert sorted(r is None for r in results) == [False, True]
 
 
@@ -68,7 +83,9 @@ def test_customer_found_by_phone_or_bsuid_and_merged(store: BotStore) -> None:
     assert by_bsuid.phone is None
     # Later Meta sends both ids: same row, phone filled in.
     both = store.resolve_user(CustomerRef(phone="+5511900", bsuid="BR.1", profile_name="Maria"))
-    assert both.id == by_bsuid.id and both.phone == "+5511900" and both.profile_name == "Maria"
+    assert both.id == by_bsuid.id
+    assert both.phone == "+5511900"
+    assert both.profile_name == "Maria"
     assert store.resolve_user(CustomerRef(phone="+5511900")).id == by_bsuid.id
     assert store.resolve_user(CustomerRef(phone="+5511901")).id != by_bsuid.id
     assert store.find_user_by_address("BR.1") is not None
@@ -76,13 +93,19 @@ def test_customer_found_by_phone_or_bsuid_and_merged(store: BotStore) -> None:
 
 def test_state_round_trip(store: BotStore) -> None:
     user = store.resolve_user(CustomerRef(phone="+1555"))
-    state = ConversationState(funnel_state="custom_step_2", segment="custom",
-                              answers={"q1": "a"}, discovery={"custom_step_1": "a shop"},
-                              data={"k": [1]})
+    state = ConversationState(
+        funnel_state="custom_step_2",
+        segment="custom",
+        answers={"q1": "a"},
+        discovery={"custom_step_1": "a shop"},
+        data={"k": [1]},
+    )
     store.save_state(user.id, state)
     loaded = store.load_state(store.get_user(user.id))  # type: ignore[arg-type]
-    assert loaded.funnel_state == "custom_step_2" and loaded.segment == "custom"
-    assert loaded.answers == {"q1": "a"} and loaded.discovery == {"custom_step_1": "a shop"}
+    assert loaded.funnel_state == "custom_step_2"
+    assert loaded.segment == "custom"
+    assert loaded.answers == {"q1": "a"}
+    assert loaded.discovery == {"custom_step_1": "a shop"}
     assert loaded.data == {"k": [1]}
 
 
@@ -98,17 +121,25 @@ def test_state_round_trip(store: BotStore) -> None:
     ],
 )
 def test_status_never_moves_backwards(store: BotStore, sequence: list[str], final: str) -> None:
-    store.add_message(direction="out", customer="c", type_="text", text="x",
-                      provider_message_id="wamid.out", status="sent")
+    store.add_message(
+        direction="out",
+        customer="c",
+        type_="text",
+        text="x",
+        provider_message_id="wamid.out",
+        status="sent",
+    )
     for status in sequence:
         store.update_message_status("wamid.out", status, error="e" if status == "failed" else None)
     row = store.message_by_provider_id("wamid.out")
-    assert row is not None and row["status"] == final
+    assert row is not None
+    assert row["status"] == final
 
 
 def test_status_update_reports_change(store: BotStore) -> None:
-    store.add_message(direction="out", customer="c", type_="text", provider_message_id="w",
-                      status="sent")
+    store.add_message(
+        direction="out", customer="c", type_="text", provider_message_id="w", status="sent"
+    )
     assert store.update_message_status("w", "read") is True
     assert store.update_message_status("w", "delivered") is False
     assert store.update_message_status("unknown", "read") is False
@@ -116,20 +147,25 @@ def test_status_update_reports_change(store: BotStore) -> None:
 
 
 def test_failed_status_keeps_code(store: BotStore) -> None:
-    store.add_message(direction="out", customer="c", type_="text", provider_message_id="w",
-                      status="sent")
+    store.add_message(
+        direction="out", customer="c", type_="text", provider_message_id="w", status="sent"
+    )
     store.update_message_status("w", "failed", error="Re-engagement", error_code=131047)
     row = store.message_by_provider_id("w")
-    assert row is not None and (row["status"], row["error_code"]) == ("failed", 131047)
+    assert row is not None
+    assert (row["status"], row["error_code"]) == ("failed", 131047)
 
 
 def test_outbox_orders_per_customer(store: BotStore) -> None:
-    a1 = store.outbox_add(customer=CustomerRef(phone="+1"), reply={"type": "text", "text": "1"},
-                          now=T0)
-    a2 = store.outbox_add(customer=CustomerRef(phone="+1"), reply={"type": "text", "text": "2"},
-                          now=T0)
-    b1 = store.outbox_add(customer=CustomerRef(phone="+2"), reply={"type": "text", "text": "x"},
-                          now=T0)
+    a1 = store.outbox_add(
+        customer=CustomerRef(phone="+1"), reply={"type": "text", "text": "1"}, now=T0
+    )
+    a2 = store.outbox_add(
+        customer=CustomerRef(phone="+1"), reply={"type": "text", "text": "2"}, now=T0
+    )
+    b1 = store.outbox_add(
+        customer=CustomerRef(phone="+2"), reply={"type": "text", "text": "x"}, now=T0
+    )
     assert [r.id for r in store.outbox_due(now=T0)] == [a1, b1]
     store.outbox_mark_sending(a1)
     store.outbox_retry_later(a1, at=T0 + timedelta(seconds=30), error="429")
@@ -151,18 +187,23 @@ def test_outbox_recover_after_crash(store: BotStore) -> None:
     answered = store.outbox_add(customer=c, reply={"type": "text", "text": "b"})
     store.outbox_mark_sending(never_answered)
     store.outbox_mark_sending(answered)
-    store.conn.execute("UPDATE outbox SET provider_message_ids = '[\"wamid.z\"]' WHERE id = ?",
-                       (answered,))
+    store.conn.execute(
+        "UPDATE outbox SET provider_message_ids = '[\"wamid.z\"]' WHERE id = ?", (answered,)
+    )
     assert store.outbox_recover() == (1, 1)
     assert store.outbox_get(never_answered).state == "pending"  # type: ignore[union-attr]
     assert store.outbox_get(answered).state == "sent"  # type: ignore[union-attr]
 
 
 def test_transaction_rolls_back_everything(store: BotStore) -> None:
-    with pytest.raises(RuntimeError), store.transaction():
-        store.add_event(None, "x")
-        store.inbox_insert(msg("wamid.tx"), customer="c")
-        raise RuntimeError("boom")
+    def write_then_fail() -> None:
+        with store.transaction():
+            store.add_event(None, "x")
+            store.inbox_insert(msg("wamid.tx"), customer="c")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
     assert store.events() == []
     assert store.inbox_open() == []
 

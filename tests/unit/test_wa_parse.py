@@ -45,7 +45,8 @@ def test_button_reply_payload_is_the_reply_id() -> None:
     assert message.kind == "button"
     assert message.payload == "sales:start_quiz"
     assert message.text == "Take the quiz"
-    assert message.context_message_id and message.context_message_id.startswith("wamid.")
+    assert message.context_message_id
+    assert message.context_message_id.startswith("wamid.")
 
 
 def test_list_reply() -> None:
@@ -57,9 +58,14 @@ def test_voice_note_and_image() -> None:
     (audio,), _ = parse_payload(load("audio.json"))
     assert audio.kind == "audio"
     assert audio.media_id == "1003383421387256"
-    assert audio.media_mime and audio.media_mime.startswith("audio/ogg")
+    assert audio.media_mime
+    assert audio.media_mime.startswith("audio/ogg")
     (image,), _ = parse_payload(load("image.json"))
-    assert (image.kind, image.text, image.media_id) == ("image", "My current GPU rig", "1479537139650973")
+    assert (image.kind, image.text, image.media_id) == (
+        "image",
+        "My current GPU rig",
+        "1479537139650973",
+    )
 
 
 def test_statuses_in_payload_order() -> None:
@@ -72,7 +78,8 @@ def test_failed_status_carries_code_and_details() -> None:
     _, (status,) = parse_payload(load("status_failed.json"))
     assert status.status == "failed"
     assert status.error_code == 131047
-    assert status.error and "24 hours" in status.error
+    assert status.error
+    assert "24 hours" in status.error
 
 
 def test_batched_payload_keeps_every_message_and_sender() -> None:
@@ -80,13 +87,20 @@ def test_batched_payload_keeps_every_message_and_sender() -> None:
     # The reaction is an event type the bot ignores; five real messages remain.
     assert [m.kind for m in messages] == ["text", "text", "location", "document", "contacts"]
     senders = [m.customer.phone for m in messages]
-    assert senders == ["+5511987654321", "+79161234567", "+5511987654321", "+79161234567",
-                       "+79161234567"]
+    assert senders == [
+        "+5511987654321",
+        "+79161234567",
+        "+5511987654321",
+        "+79161234567",
+        "+79161234567",
+    ]
     assert messages[0].customer.bsuid == "BR.1502576394655843"
     assert messages[1].customer.profile_name == "Ivan Petrov"
     assert messages[1].customer.bsuid is None
     assert messages[2].location == {
-        "latitude": -23.5505, "longitude": -46.6333, "name": "Escritório",
+        "latitude": -23.5505,
+        "longitude": -46.6333,
+        "name": "Escritório",
         "address": "Av. Paulista, 1000",
     }
     assert messages[4].text == "Olga Ivanova"
@@ -113,10 +127,36 @@ def test_unknown_field_is_ignored_not_an_error() -> None:
         [],
         {"object": "page", "entry": []},
         {"object": "whatsapp_business_account"},
-        {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
-         "value": {"messages": [{"type": "text", "from": "1555"}]}}]}]},
-        {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages",
-         "value": {"messages": [{"id": "wamid.x", "type": "text", "text": {"body": "hi"}}]}}]}]},
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {"messages": [{"type": "text", "from": "1555"}]},
+                        }
+                    ]
+                }
+            ],
+        },
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messages": [
+                                    {"id": "wamid.x", "type": "text", "text": {"body": "hi"}}
+                                ]
+                            },
+                        }
+                    ]
+                }
+            ],
+        },
     ],
 )
 def test_uninterpretable_payloads_raise(body: Any) -> None:

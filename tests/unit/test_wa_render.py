@@ -25,11 +25,14 @@ text_st = st.text(min_size=0, max_size=6000)
 title_st = st.text(min_size=1, max_size=40)
 button_st = st.builds(Button, id=st.text(min_size=1, max_size=300), title=title_st)
 row_st = st.builds(
-    ListRow, id=st.text(min_size=1, max_size=250), title=title_st,
+    ListRow,
+    id=st.text(min_size=1, max_size=250),
+    title=title_st,
     description=st.text(max_size=120),
 )
-section_st = st.builds(ListSection, title=st.text(max_size=40),
-                       rows=st.lists(row_st, min_size=1, max_size=8))
+section_st = st.builds(
+    ListSection, title=st.text(max_size=40), rows=st.lists(row_st, min_size=1, max_size=8)
+)
 
 
 def assert_within_limits(payload: dict[str, Any]) -> None:
@@ -118,7 +121,8 @@ def test_list_of_25_rows_paginates_with_more_row() -> None:
     assert len(pages) == 3
     ids = [row.id for page in pages for s in page.sections for row in s.rows]  # type: ignore[union-attr]
     assert [i for i in ids if not i.startswith("nav:more:")] == [row.id for row in rows]
-    assert ids.count("nav:more:t0") == 1 and ids.count("nav:more:t1") == 1
+    assert ids.count("nav:more:t0") == 1
+    assert ids.count("nav:more:t1") == 1
     for page in pages:
         for p in r.render(page, TO):
             assert_within_limits(p)
@@ -134,7 +138,8 @@ def test_long_interactive_body_goes_first_as_text() -> None:
 
 def test_bsuid_recipient_context_and_audio() -> None:
     (p,) = r.render(TextReply("*Hello*"), {"recipient": "BR.1502576394655843"}, reply_to="wamid.X")
-    assert p["recipient"] == "BR.1502576394655843" and "to" not in p
+    assert p["recipient"] == "BR.1502576394655843"
+    assert "to" not in p
     assert p["context"] == {"message_id": "wamid.X"}
     assert p["text"]["body"] == "*Hello*"
     (audio,) = r.render(AudioReply(media_id="123"), TO)

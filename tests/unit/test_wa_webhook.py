@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from whatsapp_bot.webhook import WebhookError, decode_json, sign, verify_challenge, verify_signature
+from whatsapp_bot.webhook import (
+    WebhookError,
+    decode_json,
+    sign,
+    verify_challenge,
+    verify_signature,
+)
 
 SECRET = "app-secret-123"
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
