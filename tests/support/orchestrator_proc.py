@@ -1,4 +1,4 @@
-"""A real orchestrator (``python -m orchestrator serve``) in a subprocess, for tests and benches."""
+"""A real orchestrator (`python -m orchestrator serve`) in a subprocess, for tests and benches."""
 
 from __future__ import annotations
 
