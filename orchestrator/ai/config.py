@@ -95,10 +95,8 @@ class AISettings(BaseModel):
     chunk_overlap: int = Field(default=120, ge=0)
     rag_top_k: int = 4
     rag_min_score: float = 0.25
-    extractive_min_score: float = 0.45
-    escalation_text: str = (
-        "Thanks for your question! A colleague will get back to you shortly."
-    )
+    extractive_min_score: float = 0.4
+    escalation_text: str = "Thanks for your question! A colleague will get back to you shortly."
     max_import_bytes: int = 250 * 1024 * 1024
     max_upload_bytes: int = 50 * 1024 * 1024
     tts_engine: str = "piper"

@@ -11,8 +11,9 @@ from google.genai import types as genai_types
 from orchestrator.ai.retry import RETRYABLE_STATUS, RetryableError, parse_retry_after
 
 
-def make_gemini_client(*, api_key: str | None, base_url: str | None, timeout_s: float
-                       ) -> genai.Client:
+def make_gemini_client(
+    *, api_key: str | None, base_url: str | None, timeout_s: float
+) -> genai.Client:
     """Build a Gemini Developer API client.
 
     Args:

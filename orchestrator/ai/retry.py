@@ -26,8 +26,9 @@ class RetryableError(Exception):
         retry_after: seconds the server asked us to wait (``Retry-After``), if any.
     """
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
@@ -109,6 +110,11 @@ async def call_with_retries(
             delay = policy.delay(attempt, exc.retry_after)
             logger.warning(
                 "%s failed (status=%s): %s; retry %d/%d in %.2fs",
-                what, exc.status, exc, attempt, policy.max_retries, delay,
+                what,
+                exc.status,
+                exc,
+                attempt,
+                policy.max_retries,
+                delay,
             )
             await asyncio.sleep(delay)

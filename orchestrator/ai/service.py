@@ -96,16 +96,25 @@ class AIService:
         kb: knowledge-base store; built under ``{data_dir}/kb`` when ``None``.
     """
 
-    def __init__(self, settings: AISettings, *, providers: ProviderLookup | None = None,
-                 usage: UsageRecorder | None = None, embedder: Embedder | None = None,
-                 kb: KnowledgeBaseStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: AISettings,
+        *,
+        providers: ProviderLookup | None = None,
+        usage: UsageRecorder | None = None,
+        embedder: Embedder | None = None,
+        kb: KnowledgeBaseStore | None = None,
+    ) -> None:
         self.settings = settings
         self.providers = providers
         self.usage = usage or UsageRecorder()
         self.embedder = embedder or Embedder(settings.embedding_model_path)
         self.kb = kb or KnowledgeBaseStore(
-            settings.kb_dir, self.embedder, chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap, max_import_bytes=settings.max_import_bytes,
+            settings.kb_dir,
+            self.embedder,
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
+            max_import_bytes=settings.max_import_bytes,
             max_upload_bytes=settings.max_upload_bytes,
         )
         self._backends: dict[str, LLMBackend] = {}
@@ -121,19 +130,24 @@ class AIService:
             self._local = LocalLlamaBackend(
                 model_path=self.settings.local_model_path,
                 cache_dir=Path(self.settings.data_dir) / "models",
-                n_ctx=self.settings.local_n_ctx, threads=self.settings.local_threads,
+                n_ctx=self.settings.local_n_ctx,
+                threads=self.settings.local_threads,
                 timeout_s=self.settings.llm_total_timeout_s,
             )
         return self._local
 
     async def _backend(self, name: str, passages: Sequence[SearchResult]) -> LLMBackend:
         if name == "extractive":
+
             async def retrieve(_query: str) -> Sequence[SearchResult]:
                 return passages
 
-            return ExtractiveBackend(retriever=retrieve,
-                                     min_score=self.settings.extractive_min_score,
-                                     escalation_text=self.settings.escalation_text)
+            return ExtractiveBackend(
+                retriever=retrieve,
+                encoder=self.embedder.encode,
+                min_score=self.settings.extractive_min_score,
+                escalation_text=self.settings.escalation_text,
+            )
         if name == "local":
             return self.local_backend()
         key = name
@@ -157,8 +171,9 @@ class AIService:
             found = await found
         return found
 
-    async def retrieve(self, kb_ids: Sequence[str | int], query: str, k: int | None = None
-                       ) -> list[SearchResult]:
+    async def retrieve(
+        self, kb_ids: Sequence[str | int], query: str, k: int | None = None
+    ) -> list[SearchResult]:
         """Passages for ``query`` from the bases that exist among ``kb_ids``, best first."""
         existing = [str(i) for i in kb_ids if self.kb.exists(i)]
         missing = [str(i) for i in kb_ids if str(i) not in existing]
@@ -166,9 +181,14 @@ class AIService:
             logger.warning("knowledge bases not found, skipped: %s", missing)
         return await self.kb.search_many(existing, query, k or self.settings.rag_top_k)
 
-    async def reply(self, bot_config: Mapping[str, Any], text: str,
-                    history: Sequence[Mapping[str, Any]] = (), *, record_usage: bool = True
-                    ) -> ReplyResult:
+    async def reply(
+        self,
+        bot_config: Mapping[str, Any],
+        text: str,
+        history: Sequence[Mapping[str, Any]] = (),
+        *,
+        record_usage: bool = True,
+    ) -> ReplyResult:
         """Answer a customer's message as the bot would.
 
         The system prompt is the bot's ``persona`` and ``system_prompt`` plus the passages of
@@ -205,8 +225,13 @@ class AIService:
         messages.extend(history_messages(history, self.settings.llm_history_messages))
         messages.append({"role": "user", "content": text})
         raw_params = bot_config.get("llm_params") or {}
-        params = LLMParams(**{k: raw_params[k] for k in _LLM_PARAM_KEYS  # type: ignore[typeddict-item]
-                              if k in raw_params})
+        params = LLMParams(
+            **{
+                k: raw_params[k]
+                for k in _LLM_PARAM_KEYS  # type: ignore[typeddict-item]
+                if k in raw_params
+            }
+        )
         result = await backend.generate(messages, params=params)
         if isinstance(backend, ExtractiveBackend):
             confidence, sources = result.confidence, result.sources
@@ -214,12 +239,20 @@ class AIService:
             confidence = 1.0 if not kb_ids else max((p.score for p in relevant), default=0.0)
             sources = list(dict.fromkeys(p.source for p in relevant))
         if record_usage and result.usage.total_tokens:
-            await self.usage.record(str(bot_config.get("id", "")), result.usage,
-                                    backend=backend.name, model=result.model)
+            await self.usage.record(
+                str(bot_config.get("id", "")),
+                result.usage,
+                backend=backend.name,
+                model=result.model,
+            )
         return ReplyResult(
-            text=result.text, confidence=round(max(0.0, min(1.0, confidence)), 4),
-            sources=sources, usage=result.usage.as_dict(), escalate=result.escalate,
-            backend=backend.name, model=result.model,
+            text=result.text,
+            confidence=round(max(0.0, min(1.0, confidence)), 4),
+            sources=sources,
+            usage=result.usage.as_dict(),
+            escalate=result.escalate,
+            backend=backend.name,
+            model=result.model,
         )
 
     # -- TTS --------------------------------------------------------------------------------
@@ -236,21 +269,29 @@ class AIService:
                 self._tts[engine] = PiperBackend(
                     default_voice=self.settings.piper_voice_path,
                     voices_dir=self.settings.piper_voices_dir,
-                    sample_rate=self.settings.tts_sample_rate)
+                    sample_rate=self.settings.tts_sample_rate,
+                )
             elif engine in ("xtts", "openvoice"):
-                base_url = (self.settings.xtts_base_url if engine == "xtts"
-                            else self.settings.openvoice_base_url)
+                base_url = (
+                    self.settings.xtts_base_url
+                    if engine == "xtts"
+                    else self.settings.openvoice_base_url
+                )
                 if not base_url:
                     raise TTSError(f"{engine}: no base URL configured")
                 self._tts[engine] = HTTPTTSBackend(
-                    name=engine, base_url=base_url, timeout_s=self.settings.tts_timeout_s,
-                    sample_rate=self.settings.tts_sample_rate)
+                    name=engine,
+                    base_url=base_url,
+                    timeout_s=self.settings.tts_timeout_s,
+                    sample_rate=self.settings.tts_sample_rate,
+                )
             else:
                 raise TTSError(f"unknown TTS engine {engine!r}")
         return self._tts[engine]
 
-    async def tts(self, text: str, voice: str | None = None, *, engine: str | None = None
-                  ) -> bytes:
+    async def tts(
+        self, text: str, voice: str | None = None, *, engine: str | None = None
+    ) -> bytes:
         """Speak ``text`` as an OGG/Opus voice note.
 
         Args:
@@ -276,19 +317,26 @@ class AIService:
         """
         if self._stt is None:
             s = self.settings
-            kind = s.stt_backend or ("gemini" if s.gemini_api_key else
-                                     "openai" if s.stt_base_url else None)
-            common = {"timeout_s": s.llm_timeout_s, "total_timeout_s": s.llm_total_timeout_s,
-                      "retry": retry_policy(s)}
+            kind = s.stt_backend or (
+                "gemini" if s.gemini_api_key else "openai" if s.stt_base_url else None
+            )
+            common: dict[str, Any] = {
+                "timeout_s": s.llm_timeout_s,
+                "total_timeout_s": s.llm_total_timeout_s,
+                "retry": retry_policy(s),
+            }
             if kind == "gemini":
                 model = s.stt_model if s.stt_model.startswith("gemini") else s.gemini_model
-                self._stt = GeminiSTTBackend(api_key=s.gemini_api_key, model=model,
-                                             base_url=s.gemini_base_url,
-                                             **common)  # type: ignore[arg-type]
+                self._stt = GeminiSTTBackend(
+                    api_key=s.gemini_api_key, model=model, base_url=s.gemini_base_url, **common
+                )
             elif kind == "openai":
-                self._stt = OpenAISTTBackend(base_url=s.stt_base_url or s.vllm_base_url,
-                                             api_key=s.stt_api_key, model=s.stt_model,
-                                             **common)  # type: ignore[arg-type]
+                self._stt = OpenAISTTBackend(
+                    base_url=s.stt_base_url or s.vllm_base_url,
+                    api_key=s.stt_api_key,
+                    model=s.stt_model,
+                    **common,
+                )
             else:
                 raise STTError("no speech-to-text backend configured")
         return self._stt

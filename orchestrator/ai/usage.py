@@ -68,8 +68,9 @@ class UsageRecorder:
         """Call ``hook(record)`` (sync or async) after every recorded generation."""
         self.hooks.append(hook)
 
-    async def record(self, bot_id: str, usage: Usage, *, backend: str, model: str,
-                     when: datetime | None = None) -> UsageRecord:
+    async def record(
+        self, bot_id: str, usage: Usage, *, backend: str, model: str, when: datetime | None = None
+    ) -> UsageRecord:
         """Add one generation's tokens to the bot's total for the day.
 
         Args:
@@ -83,9 +84,14 @@ class UsageRecorder:
             The record passed to hooks.
         """
         day = (when or datetime.now(UTC)).astimezone(UTC).date()
-        record = UsageRecord(bot_id=bot_id, day=day, backend=backend, model=model,
-                             prompt_tokens=usage.prompt_tokens,
-                             completion_tokens=usage.completion_tokens)
+        record = UsageRecord(
+            bot_id=bot_id,
+            day=day,
+            backend=backend,
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
         with self._lock:
             total = self._totals.setdefault((bot_id, day), DailyUsage(bot_id=bot_id, day=day))
             total.requests += 1
@@ -110,5 +116,7 @@ class UsageRecorder:
     def all(self) -> list[DailyUsage]:
         """Every ``(bot, day)`` total, oldest first."""
         with self._lock:
-            return sorted((DailyUsage(**asdict(u)) for u in self._totals.values()),
-                          key=lambda u: (u.day, u.bot_id))
+            return sorted(
+                (DailyUsage(**asdict(u)) for u in self._totals.values()),
+                key=lambda u: (u.day, u.bot_id),
+            )

@@ -22,8 +22,13 @@ from tests.fakes._server import FakeState, serve
 
 __all__ = ["FakeGemini", "serve"]
 
-_STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
-           400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}
+_STATUS = {
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+}
 
 
 class FakeGemini(FakeState):
@@ -41,50 +46,83 @@ class FakeGemini(FakeState):
 
     @staticmethod
     def _echo(body: dict[str, Any]) -> str:
-        texts = [p["text"] for c in body.get("contents", []) for p in c.get("parts", [])
-                 if "text" in p]
+        texts = [
+            p["text"] for c in body.get("contents", []) for p in c.get("parts", []) if "text" in p
+        ]
         return f"echo: {texts[-1] if texts else ''}"
 
     async def generate_content(self, request: web.Request) -> web.Response:
         model_action = request.match_info["model_action"]
         if not model_action.endswith(":generateContent"):
-            return web.json_response({"error": {"code": 404, "message": "not found",
-                                                "status": "NOT_FOUND"}}, status=404)
+            return web.json_response(
+                {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}, status=404
+            )
         model = model_action.removesuffix(":generateContent")
         body = await request.json()
-        audio = [p["inlineData"] for c in body.get("contents", []) for p in c.get("parts", [])
-                 if "inlineData" in p]
-        self.requests.append({"path": request.path, "model": model, "json": body,
-                              "api_key": request.headers.get("x-goog-api-key"),
-                              "audio_bytes": sum(len(base64.b64decode(a["data"]))
-                                                 for a in audio)})
+        audio = [
+            p["inlineData"]
+            for c in body.get("contents", [])
+            for p in c.get("parts", [])
+            if "inlineData" in p
+        ]
+        self.requests.append(
+            {
+                "path": request.path,
+                "model": model,
+                "json": body,
+                "api_key": request.headers.get("x-goog-api-key"),
+                "audio_bytes": sum(len(base64.b64decode(a["data"])) for a in audio),
+            }
+        )
         if self.faults:
             fault = self.faults.pop(0)
             if fault.delay_s:
                 await asyncio.sleep(fault.delay_s)
             else:
-                headers = ({"Retry-After": str(fault.retry_after)}
-                           if fault.retry_after is not None else {})
+                headers = (
+                    {"Retry-After": str(fault.retry_after)}
+                    if fault.retry_after is not None
+                    else {}
+                )
                 return web.json_response(
-                    {"error": {"code": fault.status, "message": f"scripted {fault.status}",
-                               "status": _STATUS.get(fault.status, "UNKNOWN")}},
-                    status=fault.status, headers=headers)
+                    {
+                        "error": {
+                            "code": fault.status,
+                            "message": f"scripted {fault.status}",
+                            "status": _STATUS.get(fault.status, "UNKNOWN"),
+                        }
+                    },
+                    status=fault.status,
+                    headers=headers,
+                )
         text = self.transcript if audio else self.reply(body)
-        prompt_tokens = sum(len(p.get("text", "").split()) for c in body.get("contents", [])
-                            for p in c.get("parts", []))
+        prompt_tokens = sum(
+            len(p.get("text", "").split())
+            for c in body.get("contents", [])
+            for p in c.get("parts", [])
+        )
         system = body.get("systemInstruction") or body.get("system_instruction")
         if system:
             prompt_tokens += sum(len(p.get("text", "").split()) for p in system["parts"])
         completion_tokens = len(text.split())
-        return web.json_response({
-            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
-                            "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": prompt_tokens,
-                              "candidatesTokenCount": completion_tokens,
-                              "totalTokenCount": prompt_tokens + completion_tokens},
-            "modelVersion": model,
-            "responseId": "fake-response",
-        })
+        return web.json_response(
+            {
+                "candidates": [
+                    {
+                        "content": {"parts": [{"text": text}], "role": "model"},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": prompt_tokens,
+                    "candidatesTokenCount": completion_tokens,
+                    "totalTokenCount": prompt_tokens + completion_tokens,
+                },
+                "modelVersion": model,
+                "responseId": "fake-response",
+            }
+        )
 
     def app(self) -> web.Application:
         """The aiohttp application."""

@@ -21,8 +21,13 @@ from tests.fakes._server import FakeState, serve
 
 __all__ = ["FakeOpenAI", "serve"]
 
-_ERROR_TYPES = {429: "rate_limit_exceeded", 500: "server_error", 503: "server_error",
-                401: "invalid_api_key", 400: "invalid_request_error"}
+_ERROR_TYPES = {
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    503: "server_error",
+    401: "invalid_api_key",
+    400: "invalid_request_error",
+}
 
 
 class FakeOpenAI(FakeState):
@@ -35,8 +40,9 @@ class FakeOpenAI(FakeState):
 
     def __init__(self) -> None:
         super().__init__()
-        self.reply: Callable[[list[dict[str, Any]]], str] = (
-            lambda msgs: f"echo: {msgs[-1]['content']}")
+        self.reply: Callable[[list[dict[str, Any]]], str] = lambda msgs: (
+            f"echo: {msgs[-1]['content']}"
+        )
         self.transcript = "hello from a voice note"
 
     async def _maybe_fail(self) -> web.Response | None:
@@ -49,38 +55,61 @@ class FakeOpenAI(FakeState):
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = str(fault.retry_after)
-        body = {"error": {"message": f"scripted failure {fault.status}",
-                          "type": _ERROR_TYPES.get(fault.status, "error"), "param": None,
-                          "code": None}}
+        body = {
+            "error": {
+                "message": f"scripted failure {fault.status}",
+                "type": _ERROR_TYPES.get(fault.status, "error"),
+                "param": None,
+                "code": None,
+            }
+        }
         return web.json_response(body, status=fault.status, headers=headers)
 
     async def chat_completions(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.requests.append({"path": request.path, "json": body,
-                              "auth": request.headers.get("Authorization")})
+        self.requests.append(
+            {"path": request.path, "json": body, "auth": request.headers.get("Authorization")}
+        )
         failed = await self._maybe_fail()
         if failed is not None:
             return failed
         text = self.reply(body["messages"])
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         completion_tokens = len(text.split())
-        return web.json_response({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        })
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
 
     async def transcriptions(self, request: web.Request) -> web.Response:
         form = await request.post()
         upload = form.get("file")
         size = len(upload.file.read()) if isinstance(upload, web.FileField) else 0
-        self.requests.append({"path": request.path, "model": form.get("model"),
-                              "filename": getattr(upload, "filename", None), "size": size})
+        self.requests.append(
+            {
+                "path": request.path,
+                "model": form.get("model"),
+                "filename": getattr(upload, "filename", None),
+                "size": size,
+            }
+        )
         failed = await self._maybe_fail()
         if failed is not None:
             return failed

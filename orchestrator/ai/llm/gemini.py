@@ -70,13 +70,17 @@ class GeminiBackend(LLMBackend):
         self.client = make_gemini_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
 
     async def _attempt(
-        self, model: str, contents: list[genai_types.Content],
+        self,
+        model: str,
+        contents: list[genai_types.Content],
         config: genai_types.GenerateContentConfig,
     ) -> LLMResult:
         try:
             async with asyncio.timeout(self.timeout_s):
                 response = await self.client.aio.models.generate_content(
-                    model=model, contents=contents, config=config  # type: ignore[arg-type]
+                    model=model,
+                    contents=contents,
+                    config=config,  # type: ignore[arg-type]
                 )
         except Exception as exc:  # noqa: BLE001 - translated and re-raised just below
             raise translate_gemini_error(exc) from exc
@@ -87,8 +91,7 @@ class GeminiBackend(LLMBackend):
                 completion_tokens=response.usage_metadata.candidates_token_count or 0,
             )
         text = response.text or ""
-        return LLMResult(text=text.strip(), usage=usage,
-                         model=response.model_version or model)
+        return LLMResult(text=text.strip(), usage=usage, model=response.model_version or model)
 
     async def generate(
         self, messages: list[ChatMessage], *, params: LLMParams | None = None
@@ -110,18 +113,22 @@ class GeminiBackend(LLMBackend):
         try:
             async with asyncio.timeout(self.total_timeout_s):
                 return await call_with_retries(
-                    lambda: self._attempt(model, contents, config), self.retry,
+                    lambda: self._attempt(model, contents, config),
+                    self.retry,
                     what=f"{self.name} generateContent",
                 )
         except RetryableError as exc:
-            raise LLMError(f"{self.name}: gave up after retries: {exc}",
-                           backend=self.name, status=exc.status) from exc
+            raise LLMError(
+                f"{self.name}: gave up after retries: {exc}", backend=self.name, status=exc.status
+            ) from exc
         except TimeoutError as exc:
-            raise LLMError(f"{self.name}: no reply within {self.total_timeout_s}s",
-                           backend=self.name) from exc
+            raise LLMError(
+                f"{self.name}: no reply within {self.total_timeout_s}s", backend=self.name
+            ) from exc
         except genai_errors.APIError as exc:
-            raise LLMError(f"{self.name}: HTTP {exc.code}: {exc.message}",
-                           backend=self.name, status=exc.code) from exc
+            raise LLMError(
+                f"{self.name}: HTTP {exc.code}: {exc.message}", backend=self.name, status=exc.code
+            ) from exc
         except ValueError as exc:
             raise LLMError(f"{self.name}: {exc}", backend=self.name) from exc
 

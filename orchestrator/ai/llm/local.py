@@ -116,8 +116,7 @@ class LocalLlamaBackend(LLMBackend):
             async with asyncio.timeout(self.timeout_s):
                 result = await asyncio.to_thread(self._generate_sync, body)
         except TimeoutError as exc:
-            raise LLMError(f"local: no reply within {self.timeout_s}s",
-                           backend=self.name) from exc
+            raise LLMError(f"local: no reply within {self.timeout_s}s", backend=self.name) from exc
         except LLMError:
             raise
         except Exception as exc:  # noqa: BLE001 - engine errors become a clear LLMError

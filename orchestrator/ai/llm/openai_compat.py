@@ -114,11 +114,15 @@ class OpenAICompatBackend(LLMBackend):
                 f"{self.name}: gave up after retries: {exc}", backend=self.name, status=exc.status
             ) from exc
         except TimeoutError as exc:
-            raise LLMError(f"{self.name}: no reply within {self.total_timeout_s}s",
-                           backend=self.name) from exc
+            raise LLMError(
+                f"{self.name}: no reply within {self.total_timeout_s}s", backend=self.name
+            ) from exc
         except openai.APIStatusError as exc:
-            raise LLMError(f"{self.name}: HTTP {exc.status_code}: {exc.message}",
-                           backend=self.name, status=exc.status_code) from exc
+            raise LLMError(
+                f"{self.name}: HTTP {exc.status_code}: {exc.message}",
+                backend=self.name,
+                status=exc.status_code,
+            ) from exc
         except openai.OpenAIError as exc:
             raise LLMError(f"{self.name}: {exc}", backend=self.name) from exc
 

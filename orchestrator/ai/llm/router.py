@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from orchestrator.ai.config import AISettings, ProviderConfig
 from orchestrator.ai.llm.base import LLMBackend, LLMError
-from orchestrator.ai.llm.extractive import ExtractiveBackend, Retriever
+from orchestrator.ai.llm.extractive import ExtractiveBackend, Retriever, SentenceEncoder
 from orchestrator.ai.llm.gemini import GeminiBackend
 from orchestrator.ai.llm.local import LocalLlamaBackend
 from orchestrator.ai.llm.openai_compat import OpenAICompatBackend
@@ -39,7 +40,7 @@ def provider_backend(provider: ProviderConfig, settings: AISettings, *, name: st
     Returns:
         An :class:`OpenAICompatBackend` or :class:`GeminiBackend`.
     """
-    common = {
+    common: dict[str, Any] = {
         "timeout_s": settings.llm_timeout_s,
         "total_timeout_s": settings.llm_total_timeout_s,
         "retry": retry_policy(settings),
@@ -47,14 +48,18 @@ def provider_backend(provider: ProviderConfig, settings: AISettings, *, name: st
     }
     if provider.kind == "gemini":
         return GeminiBackend(
-            api_key=provider.api_key, model=provider.model or settings.gemini_model,
-            base_url=provider.base_url, **common,  # type: ignore[arg-type]
+            api_key=provider.api_key,
+            model=provider.model or settings.gemini_model,
+            base_url=provider.base_url,
+            **common,
         )
     if not provider.base_url:
         raise LLMError(f"{name}: provider has no base URL", backend=name)
     return OpenAICompatBackend(
-        base_url=provider.base_url, api_key=provider.api_key or "EMPTY",
-        model=provider.model, **common,  # type: ignore[arg-type]
+        base_url=provider.base_url,
+        api_key=provider.api_key or "EMPTY",
+        model=provider.model,
+        **common,
     )
 
 
@@ -64,6 +69,7 @@ def get_backend(
     settings: AISettings,
     providers: ProviderResolver | None = None,
     retriever: Retriever | None = None,
+    encoder: SentenceEncoder | None = None,
     local_backend: LocalLlamaBackend | None = None,
 ) -> LLMBackend:
     """Build the backend a bot's ``llm_backend`` names.
@@ -74,6 +80,7 @@ def get_backend(
         settings: AI settings (URLs, keys, models, timeouts).
         providers: looks up ``cloud:`` providers the admin configured.
         retriever: knowledge-base search for ``extractive``.
+        encoder: sentence embedder ``extractive`` uses to narrow a passage to its answer.
         local_backend: the shared in-process engine (loaded once); a new one if ``None``.
 
     Returns:
@@ -85,20 +92,32 @@ def get_backend(
     name = (name or settings.default_llm_backend or "extractive").strip()
     if name == "extractive":
         return ExtractiveBackend(
-            retriever=retriever, min_score=settings.extractive_min_score,
+            retriever=retriever,
+            encoder=encoder,
+            min_score=settings.extractive_min_score,
             escalation_text=settings.escalation_text,
         )
     if name == "vllm":
         return provider_backend(
-            ProviderConfig(kind="openai", base_url=settings.vllm_base_url,
-                           api_key=settings.vllm_api_key, model=settings.vllm_model),
-            settings, name="vllm",
+            ProviderConfig(
+                kind="openai",
+                base_url=settings.vllm_base_url,
+                api_key=settings.vllm_api_key,
+                model=settings.vllm_model,
+            ),
+            settings,
+            name="vllm",
         )
     if name == "gemini":
         return provider_backend(
-            ProviderConfig(kind="gemini", base_url=settings.gemini_base_url,
-                           api_key=settings.gemini_api_key, model=settings.gemini_model),
-            settings, name="gemini",
+            ProviderConfig(
+                kind="gemini",
+                base_url=settings.gemini_base_url,
+                api_key=settings.gemini_api_key,
+                model=settings.gemini_model,
+            ),
+            settings,
+            name="gemini",
         )
     if name == "local":
         return local_backend or LocalLlamaBackend(

@@ -54,8 +54,10 @@ class Embedder:
                 logger.info("loading embedding model %s", self.model_path)
                 model = SentenceTransformer(str(self.model_path), device="cpu")
                 # sentence-transformers renamed the method; accept both spellings.
-                getter = (getattr(model, "get_embedding_dimension", None)
-                          or model.get_sentence_embedding_dimension)
+                getter = (
+                    getattr(model, "get_embedding_dimension", None)
+                    or model.get_sentence_embedding_dimension
+                )
                 self._dim = int(getter() or 0)
                 self._model = model
         return self._model
@@ -80,7 +82,10 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -11,8 +11,13 @@ from pathlib import PurePath
 logger = logging.getLogger(__name__)
 
 SUPPORTED_KINDS = {
-    ".pdf": "pdf", ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md",
-    ".html": "html", ".htm": "html",
+    ".pdf": "pdf",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
 }
 
 
@@ -53,11 +58,34 @@ def decode_text(data: bytes) -> str:
 
 class _HTMLTextExtractor(HTMLParser):
     _SKIP = frozenset({"script", "style", "noscript", "template", "head", "svg"})
-    _BLOCK = frozenset({
-        "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
-        "table", "section", "article", "header", "footer", "blockquote", "pre", "hr", "dt",
-        "dd", "title",
-    })
+    _BLOCK = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "ul",
+            "ol",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "tr",
+            "table",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "blockquote",
+            "pre",
+            "hr",
+            "dt",
+            "dd",
+            "title",
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

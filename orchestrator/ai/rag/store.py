@@ -176,8 +176,9 @@ class KnowledgeBaseStore:
             raise
 
     def _write_meta(self, kb_id: str, meta: dict[str, Any]) -> None:
-        self._write_atomic(self._dir(kb_id) / "kb.json",
-                           json.dumps(meta, ensure_ascii=False, indent=1).encode())
+        self._write_atomic(
+            self._dir(kb_id) / "kb.json", json.dumps(meta, ensure_ascii=False, indent=1).encode()
+        )
 
     def _load(self, kb_id: str) -> _Loaded:
         cached = self._loaded.get(kb_id)
@@ -195,20 +196,26 @@ class KnowledgeBaseStore:
                     if line.strip():
                         chunks.append(_Chunk(**json.loads(line)))
             index_file = path / "index.faiss"
-            index = (faiss.read_index(str(index_file)) if index_file.is_file()
-                     else _new_index(self.embedder.dim))
+            index = (
+                faiss.read_index(str(index_file))
+                if index_file.is_file()
+                else _new_index(self.embedder.dim)
+            )
             if index.ntotal != len(chunks):
                 raise KnowledgeBaseError(
                     f"knowledge base {kb_id!r} is inconsistent ({index.ntotal} vectors, "
-                    f"{len(chunks)} chunks): rebuild it", status=409)
+                    f"{len(chunks)} chunks): rebuild it",
+                    status=409,
+                )
             loaded = _Loaded(index=index, chunks=tuple(chunks))
             self._loaded[kb_id] = loaded
             return loaded
 
     def _save(self, kb_id: str, loaded: _Loaded, meta: dict[str, Any]) -> None:
         path = self._dir(kb_id)
-        self._write_atomic(path / "chunks.jsonl",
-                           "".join(c.to_json() + "\n" for c in loaded.chunks).encode())
+        self._write_atomic(
+            path / "chunks.jsonl", "".join(c.to_json() + "\n" for c in loaded.chunks).encode()
+        )
         self._write_atomic(path / "index.faiss", bytes(faiss.serialize_index(loaded.index)))
         meta["embedding_model"] = self.embedder.model_name
         meta["built_at"] = _now()
@@ -259,8 +266,13 @@ class KnowledgeBaseStore:
             raise KnowledgeBaseError(f"knowledge base {kb_id!r} already exists", status=409)
         (path / "docs").mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {
-                "id": kb_id, "name": name, "created_at": _now(), "embedding_model": None,
-                "built_at": None, "documents": []}
+            "id": kb_id,
+            "name": name,
+            "created_at": _now(),
+            "embedding_model": None,
+            "built_at": None,
+            "documents": [],
+        }
         self._write_meta(kb_id, meta)
         return KBStatus(id=kb_id, name=name, created_at=meta["created_at"])
 
@@ -301,8 +313,15 @@ class KnowledgeBaseStore:
 
     # -- documents --------------------------------------------------------------------------
 
-    def _add_sync(self, kb_id: str, doc_id: str, filename: str, data: bytes,
-                  chunks: list[_Chunk] | None, kind: str) -> DocumentInfo:
+    def _add_sync(
+        self,
+        kb_id: str,
+        doc_id: str,
+        filename: str,
+        data: bytes,
+        chunks: list[_Chunk] | None,
+        kind: str,
+    ) -> DocumentInfo:
         if chunks is None:
             kind, text = extract_text(filename, data)
             chunks = self._chunks_for(doc_id, filename, text)
@@ -314,8 +333,14 @@ class KnowledgeBaseStore:
         index.add(vectors)
         suffix = PurePath(filename).suffix.lower() if kind != "qa" else ".json"
         self._write_atomic(self._dir(kb_id) / "docs" / f"{doc_id}{suffix}", data)
-        info = DocumentInfo(id=doc_id, filename=filename, kind=kind, size_bytes=len(data),
-                            chunks=len(chunks), added_at=_now())
+        info = DocumentInfo(
+            id=doc_id,
+            filename=filename,
+            kind=kind,
+            size_bytes=len(data),
+            chunks=len(chunks),
+            added_at=_now(),
+        )
         meta = self._read_meta(kb_id)
         meta["documents"].append(info.as_dict())
         self._save(kb_id, _Loaded(index=index, chunks=old.chunks + tuple(chunks)), meta)
@@ -342,7 +367,8 @@ class KnowledgeBaseStore:
         if len(data) > self.max_upload_bytes:
             raise KnowledgeBaseError(
                 f"{filename}: {len(data)} bytes is above the {self.max_upload_bytes} limit",
-                status=413)
+                status=413,
+            )
         filename = PurePath(filename.replace("\\", "/")).name or "document.txt"
         kind = document_kind(filename, data)
         doc_id = uuid.uuid4().hex[:12]
@@ -369,8 +395,9 @@ class KnowledgeBaseStore:
         if not question or not answer:
             raise KnowledgeBaseError("question and answer are required", status=422)
         doc_id = uuid.uuid4().hex[:12]
-        chunk = _Chunk(doc_id=doc_id, text=f"Q: {question}\nA: {answer}", source="Q&A",
-                       answer=answer)
+        chunk = _Chunk(
+            doc_id=doc_id, text=f"Q: {question}\nA: {answer}", source="Q&A", answer=answer
+        )
         data = json.dumps({"question": question, "answer": answer}, ensure_ascii=False).encode()
         async with self._lock(kb_id):
             return await self._run(self._add_sync, kb_id, doc_id, "Q&A", data, [chunk], "qa")
@@ -409,11 +436,18 @@ class KnowledgeBaseStore:
         for doc in meta["documents"]:
             if doc["kind"] == "qa":
                 qa = json.loads((docs_dir / f"{doc['id']}.json").read_text())
-                doc_chunks = [_Chunk(doc_id=doc["id"], source="Q&A", answer=qa["answer"],
-                                     text=f"Q: {qa['question']}\nA: {qa['answer']}")]
+                doc_chunks = [
+                    _Chunk(
+                        doc_id=doc["id"],
+                        source="Q&A",
+                        answer=qa["answer"],
+                        text=f"Q: {qa['question']}\nA: {qa['answer']}",
+                    )
+                ]
             else:
-                data = (docs_dir / f"{doc['id']}{PurePath(doc['filename']).suffix.lower()}"
-                        ).read_bytes()
+                data = (
+                    docs_dir / f"{doc['id']}{PurePath(doc['filename']).suffix.lower()}"
+                ).read_bytes()
                 _, text = extract_text(doc["filename"], data)
                 doc_chunks = self._chunks_for(doc["id"], doc["filename"], text)
             doc["chunks"] = len(doc_chunks)
@@ -452,9 +486,16 @@ class KnowledgeBaseStore:
                 if idx < 0:
                     continue
                 chunk = loaded.chunks[idx]
-                results.append(SearchResult(text=chunk.text, score=float(score),
-                                            source=chunk.source, kb_id=kb_id,
-                                            doc_id=chunk.doc_id, answer=chunk.answer))
+                results.append(
+                    SearchResult(
+                        text=chunk.text,
+                        score=float(score),
+                        source=chunk.source,
+                        kb_id=kb_id,
+                        doc_id=chunk.doc_id,
+                        answer=chunk.answer,
+                    )
+                )
         results.sort(key=lambda r: r.score, reverse=True)
         return results[:k]
 
@@ -466,8 +507,9 @@ class KnowledgeBaseStore:
         """
         return await self.search_many([str(kb_id)], query, k)
 
-    async def search_many(self, kb_ids: Sequence[str | int], query: str, k: int = 5
-                          ) -> list[SearchResult]:
+    async def search_many(
+        self, kb_ids: Sequence[str | int], query: str, k: int = 5
+    ) -> list[SearchResult]:
         """Best ``k`` passages over several bases (a bot's ``knowledge_base_ids``).
 
         Args:
@@ -493,11 +535,17 @@ class KnowledgeBaseStore:
         path = self._dir(kb_id)
         loaded = self._load(kb_id)
         manifest = {
-            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "name": meta["name"],
-            "exported_at": _now(), "embedding_model": meta.get("embedding_model"),
-            "dim": int(loaded.index.d), "chunks": len(loaded.chunks),
-            "vectors": int(loaded.index.ntotal), "chunk_size": self.chunk_size,
-            "chunk_overlap": self.chunk_overlap, "documents": meta["documents"],
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "name": meta["name"],
+            "exported_at": _now(),
+            "embedding_model": meta.get("embedding_model"),
+            "dim": int(loaded.index.d),
+            "chunks": len(loaded.chunks),
+            "vectors": int(loaded.index.ntotal),
+            "chunk_size": self.chunk_size,
+            "chunk_overlap": self.chunk_overlap,
+            "documents": meta["documents"],
         }
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -536,9 +584,11 @@ class KnowledgeBaseStore:
                 raise KnowledgeBaseError("not a Flotilla knowledge-base export", status=400)
             if int(manifest.get("version", 0)) > EXPORT_VERSION:
                 raise KnowledgeBaseError("export made by a newer version", status=400)
-            chunks = tuple(_Chunk(**json.loads(line))
-                           for line in zf.read("chunks.jsonl").decode().splitlines()
-                           if line.strip())
+            chunks = tuple(
+                _Chunk(**json.loads(line))
+                for line in zf.read("chunks.jsonl").decode().splitlines()
+                if line.strip()
+            )
             index = None
             same_model = manifest.get("embedding_model") == self.embedder.model_name
             if same_model and "index.faiss" in names:
@@ -547,8 +597,12 @@ class KnowledgeBaseStore:
                 if index.ntotal != len(chunks) or index.d != self.embedder.dim:
                     index = None
             if index is None:
-                logger.info("import: re-embedding %d chunks (model %s -> %s)", len(chunks),
-                            manifest.get("embedding_model"), self.embedder.model_name)
+                logger.info(
+                    "import: re-embedding %d chunks (model %s -> %s)",
+                    len(chunks),
+                    manifest.get("embedding_model"),
+                    self.embedder.model_name,
+                )
                 index = _new_index(self.embedder.dim)
                 if chunks:
                     index.add(self._embed_chunks(chunks))
@@ -558,15 +612,24 @@ class KnowledgeBaseStore:
             for info in infos:
                 member = PurePath(info.filename)
                 # Only plain files directly under docs/ named after a listed document.
-                if (len(member.parts) == 2 and member.parts[0] == "docs"
-                        and member.stem in doc_ids and not info.is_dir()):
+                if (
+                    len(member.parts) == 2
+                    and member.parts[0] == "docs"
+                    and member.stem in doc_ids
+                    and not info.is_dir()
+                ):
                     self._write_atomic(path / "docs" / member.name, zf.read(info))
-        meta = {"id": kb_id, "name": name or manifest.get("name") or kb_id,
-                "created_at": _now(), "documents": manifest.get("documents", [])}
+        meta = {
+            "id": kb_id,
+            "name": name or manifest.get("name") or kb_id,
+            "created_at": _now(),
+            "documents": manifest.get("documents", []),
+        }
         self._save(kb_id, _Loaded(index=index, chunks=chunks), meta)
 
-    async def import_zip(self, data: bytes, *, name: str | None = None,
-                         kb_id: str | None = None) -> KBStatus:
+    async def import_zip(
+        self, data: bytes, *, name: str | None = None, kb_id: str | None = None
+    ) -> KBStatus:
         """Create a new base from an :meth:`export_zip` archive.
 
         The stored index is reused when the embedding model matches; otherwise the chunks are
@@ -587,7 +650,8 @@ class KnowledgeBaseStore:
         if len(data) > self.max_import_bytes:
             raise KnowledgeBaseError(
                 f"archive of {len(data)} bytes is above the {self.max_import_bytes} limit",
-                status=413)
+                status=413,
+            )
         kb_id = str(kb_id) if kb_id is not None else uuid.uuid4().hex[:12]
         path = self._dir(kb_id)
         if path.exists():

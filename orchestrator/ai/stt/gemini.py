@@ -31,9 +31,16 @@ class GeminiSTTBackend(STTBackend):
 
     name = "gemini"
 
-    def __init__(self, *, api_key: str | None, model: str, base_url: str | None = None,
-                 timeout_s: float = 60.0, total_timeout_s: float = 120.0,
-                 retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        model: str,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        total_timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.model = model
         self.timeout_s = timeout_s
         self.total_timeout_s = total_timeout_s
@@ -41,14 +48,20 @@ class GeminiSTTBackend(STTBackend):
         self.client = make_gemini_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s)
 
     async def _attempt(self, audio: bytes, mime: str) -> str:
-        contents = [genai_types.Content(role="user", parts=[
-            genai_types.Part(text=PROMPT),
-            genai_types.Part.from_bytes(data=audio, mime_type=mime.split(";")[0].strip()),
-        ])]
+        contents = [
+            genai_types.Content(
+                role="user",
+                parts=[
+                    genai_types.Part(text=PROMPT),
+                    genai_types.Part.from_bytes(data=audio, mime_type=mime.split(";")[0].strip()),
+                ],
+            )
+        ]
         try:
             async with asyncio.timeout(self.timeout_s):
                 response = await self.client.aio.models.generate_content(
-                    model=self.model, contents=contents  # type: ignore[arg-type]
+                    model=self.model,
+                    contents=contents,  # type: ignore[arg-type]
                 )
         except Exception as exc:  # noqa: BLE001 - translated and re-raised just below
             raise translate_gemini_error(exc) from exc
@@ -58,8 +71,9 @@ class GeminiSTTBackend(STTBackend):
         """See :meth:`STTBackend.transcribe`."""
         try:
             async with asyncio.timeout(self.total_timeout_s):
-                return await call_with_retries(lambda: self._attempt(audio, mime), self.retry,
-                                               what="stt gemini")
+                return await call_with_retries(
+                    lambda: self._attempt(audio, mime), self.retry, what="stt gemini"
+                )
         except (RetryableError, TimeoutError, genai_errors.APIError) as exc:
             raise STTError(f"transcription failed: {exc}") from exc
 

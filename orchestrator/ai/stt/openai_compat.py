@@ -26,19 +26,28 @@ class OpenAISTTBackend(STTBackend):
 
     name = "openai"
 
-    def __init__(self, *, base_url: str, api_key: str | None, model: str,
-                 timeout_s: float = 60.0, total_timeout_s: float = 120.0,
-                 retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        timeout_s: float = 60.0,
+        total_timeout_s: float = 120.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.model = model
         self.total_timeout_s = total_timeout_s
         self.retry = retry or RetryPolicy()
-        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key or "EMPTY",
-                                  timeout=timeout_s, max_retries=0)
+        self.client = AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=0
+        )
 
     async def _attempt(self, audio: bytes, mime: str) -> str:
         try:
             result = await self.client.audio.transcriptions.create(
-                model=self.model, file=(filename_for(mime), audio, mime.split(";")[0]),
+                model=self.model,
+                file=(filename_for(mime), audio, mime.split(";")[0]),
             )
         except Exception as exc:  # noqa: BLE001 - translated and re-raised just below
             raise translate_openai_error(exc) from exc
@@ -48,8 +57,9 @@ class OpenAISTTBackend(STTBackend):
         """See :meth:`STTBackend.transcribe`."""
         try:
             async with asyncio.timeout(self.total_timeout_s):
-                return await call_with_retries(lambda: self._attempt(audio, mime), self.retry,
-                                               what="stt transcriptions")
+                return await call_with_retries(
+                    lambda: self._attempt(audio, mime), self.retry, what="stt transcriptions"
+                )
         except (RetryableError, TimeoutError, openai.OpenAIError) as exc:
             raise STTError(f"transcription failed: {exc}") from exc
 

@@ -29,15 +29,22 @@ class HTTPTTSBackend(TTSBackend):
         transport: an ``httpx`` transport (tests).
     """
 
-    def __init__(self, *, name: str, base_url: str, path: str = "/tts", language: str = "en",
-                 timeout_s: float = 60.0, sample_rate: int = 24000,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        path: str = "/tts",
+        language: str = "en",
+        timeout_s: float = 60.0,
+        sample_rate: int = 24000,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.name = name
         self.path = path
         self.language = language
         self.sample_rate = sample_rate
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
-                                        transport=transport)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
 
     async def synthesize(self, text: str, voice: str | None = None) -> bytes:
         """POST the text and convert the answer; see :meth:`TTSBackend.synthesize`."""
@@ -45,7 +52,8 @@ class HTTPTTSBackend(TTSBackend):
             raise TTSError("nothing to say")
         try:
             response = await self.client.post(
-                self.path, json={"text": text, "voice": voice, "language": self.language})
+                self.path, json={"text": text, "voice": voice, "language": self.language}
+            )
         except httpx.HTTPError as exc:
             raise TTSError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:

@@ -14,8 +14,9 @@ from orchestrator.ai.tts.base import TTSError
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
-def resample(audio: npt.NDArray[np.float32], src_rate: int, dst_rate: int
-             ) -> npt.NDArray[np.float32]:
+def resample(
+    audio: npt.NDArray[np.float32], src_rate: int, dst_rate: int
+) -> npt.NDArray[np.float32]:
     """Polyphase resampling (scipy) of mono float audio; linear interpolation without scipy."""
     if src_rate == dst_rate or audio.size == 0:
         return audio.astype(np.float32, copy=False)
@@ -31,8 +32,9 @@ def resample(audio: npt.NDArray[np.float32], src_rate: int, dst_rate: int
     return np.asarray(out, dtype=np.float32)
 
 
-def encode_ogg_opus(audio: npt.NDArray[np.float32], rate: int, *, target_rate: int = 24000
-                    ) -> bytes:
+def encode_ogg_opus(
+    audio: npt.NDArray[np.float32], rate: int, *, target_rate: int = 24000
+) -> bytes:
     """Encode mono float audio in [-1, 1] as OGG/Opus.
 
     Args:
@@ -68,5 +70,4 @@ def audio_to_ogg_opus(data: bytes, *, target_rate: int = 24000) -> bytes:
         audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise TTSError(f"engine returned unreadable audio: {exc}") from exc
-    return encode_ogg_opus(np.asarray(audio, dtype=np.float32), int(rate),
-                           target_rate=target_rate)
+    return encode_ogg_opus(np.asarray(audio, dtype=np.float32), int(rate), target_rate=target_rate)

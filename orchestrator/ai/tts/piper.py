@@ -37,8 +37,13 @@ class PiperBackend(TTSBackend):
 
     name = "piper"
 
-    def __init__(self, *, default_voice: Path | None = None, voices_dir: Path | None = None,
-                 sample_rate: int = 24000) -> None:
+    def __init__(
+        self,
+        *,
+        default_voice: Path | None = None,
+        voices_dir: Path | None = None,
+        sample_rate: int = 24000,
+    ) -> None:
         self.default_voice = Path(default_voice) if default_voice else None
         self.voices_dir = Path(voices_dir) if voices_dir else None
         self.sample_rate = sample_rate

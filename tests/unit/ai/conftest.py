@@ -27,8 +27,13 @@ def embedder() -> Embedder:
 @pytest.fixture
 def ai_settings(tmp_path: Path) -> AISettings:
     """Settings with a fresh data dir and fast retries."""
-    return AISettings(data_dir=tmp_path / "data", llm_backoff_base_s=0.05,
-                      llm_backoff_max_s=2.0, llm_timeout_s=5.0, llm_total_timeout_s=10.0)
+    return AISettings(
+        data_dir=tmp_path / "data",
+        llm_backoff_base_s=0.05,
+        llm_backoff_max_s=2.0,
+        llm_timeout_s=5.0,
+        llm_total_timeout_s=10.0,
+    )
 
 
 @pytest.fixture
@@ -56,9 +61,9 @@ def make_pdf(pages: list[str]) -> bytes:
         stream = ("BT /F1 11 Tf 14 TL 50 780 Td " + " ".join(lines) + " ET").encode("latin-1")
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode())
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream
-                       + b"\nendstream")
+            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -69,5 +74,7 @@ def make_pdf(pages: list[str]) -> bytes:
     for off in offsets:
         out += b"%010d 00000 n \n" % off
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)

@@ -27,13 +27,26 @@ MESSAGES = [
 
 
 def openai_backend(base_url: str, **kwargs: object) -> OpenAICompatBackend:
-    return OpenAICompatBackend(base_url=f"{base_url}/v1", api_key="sk-test", model="qwen-7b",
-                               timeout_s=2.0, total_timeout_s=8.0, retry=FAST, **kwargs)
+    return OpenAICompatBackend(
+        base_url=f"{base_url}/v1",
+        api_key="sk-test",
+        model="qwen-7b",
+        timeout_s=2.0,
+        total_timeout_s=8.0,
+        retry=FAST,
+        **kwargs,
+    )
 
 
 def gemini_backend(base_url: str) -> GeminiBackend:
-    return GeminiBackend(api_key="gm-test", model="gemini-2.5-flash", base_url=base_url,
-                         timeout_s=2.0, total_timeout_s=8.0, retry=FAST)
+    return GeminiBackend(
+        api_key="gm-test",
+        model="gemini-2.5-flash",
+        base_url=base_url,
+        timeout_s=2.0,
+        total_timeout_s=8.0,
+        retry=FAST,
+    )
 
 
 async def test_openai_reply_carries_messages_params_and_usage() -> None:
@@ -101,8 +114,14 @@ async def test_openai_one_hang_times_out_then_retry_succeeds() -> None:
     fake = FakeOpenAI()
     fake.hang_next(3)
     async with serve(fake.app()) as url:
-        backend = OpenAICompatBackend(base_url=f"{url}/v1", api_key="k", model="m",
-                                      timeout_s=0.5, total_timeout_s=5, retry=FAST)
+        backend = OpenAICompatBackend(
+            base_url=f"{url}/v1",
+            api_key="k",
+            model="m",
+            timeout_s=0.5,
+            total_timeout_s=5,
+            retry=FAST,
+        )
         result = await backend.generate(MESSAGES)
         await backend.aclose()
     assert result.text.startswith("echo:")
@@ -114,8 +133,14 @@ async def test_openai_hanging_server_hits_the_deadline() -> None:
     for _ in range(10):
         fake.hang_next(3)
     async with serve(fake.app()) as url:
-        backend = OpenAICompatBackend(base_url=f"{url}/v1", api_key="k", model="m",
-                                      timeout_s=0.5, total_timeout_s=1.5, retry=FAST)
+        backend = OpenAICompatBackend(
+            base_url=f"{url}/v1",
+            api_key="k",
+            model="m",
+            timeout_s=0.5,
+            total_timeout_s=1.5,
+            retry=FAST,
+        )
         started = time.monotonic()
         with pytest.raises(LLMError):
             await backend.generate(MESSAGES)
@@ -172,8 +197,11 @@ async def test_gemini_500_fails_clearly() -> None:
 
 
 async def test_router_builds_each_backend(ai_settings: AISettings) -> None:
-    providers = {"acme": ProviderConfig(kind="gemini", base_url="http://127.0.0.1:1",
-                                        api_key="x", model="gemini-x")}
+    providers = {
+        "acme": ProviderConfig(
+            kind="gemini", base_url="http://127.0.0.1:1", api_key="x", model="gemini-x"
+        )
+    }
     assert get_backend("", settings=ai_settings).name == "extractive"
     vllm = get_backend("vllm", settings=ai_settings)
     assert isinstance(vllm, OpenAICompatBackend)
@@ -194,8 +222,7 @@ async def test_openai_stt_sends_audio_file_and_retries() -> None:
     fake.transcript = "when do you open tomorrow"
     fake.fail_next(429, retry_after=0.1)
     async with serve(fake.app()) as url:
-        stt = OpenAISTTBackend(base_url=f"{url}/v1", api_key="k", model="whisper-1",
-                               retry=FAST)
+        stt = OpenAISTTBackend(base_url=f"{url}/v1", api_key="k", model="whisper-1", retry=FAST)
         text = await stt.transcribe(b"OggS" + b"\0" * 500, "audio/ogg; codecs=opus")
         await stt.aclose()
     assert text == "when do you open tomorrow"
@@ -209,8 +236,7 @@ async def test_gemini_stt_sends_inline_audio() -> None:
     fake = FakeGemini()
     fake.transcript = "quanto custa o plano básico"
     async with serve_gemini(fake.app()) as url:
-        stt = GeminiSTTBackend(api_key="k", model="gemini-2.5-flash", base_url=url,
-                               retry=FAST)
+        stt = GeminiSTTBackend(api_key="k", model="gemini-2.5-flash", base_url=url, retry=FAST)
         text = await stt.transcribe(b"OggS" + b"\1" * 300, "audio/ogg")
         await stt.aclose()
     assert text == "quanto custa o plano básico"
@@ -221,8 +247,7 @@ async def test_stt_persistent_failure_raises() -> None:
     fake = FakeOpenAI()
     fake.fail_always(500)
     async with serve(fake.app()) as url:
-        stt = OpenAISTTBackend(base_url=f"{url}/v1", api_key="k", model="whisper-1",
-                               retry=FAST)
+        stt = OpenAISTTBackend(base_url=f"{url}/v1", api_key="k", model="whisper-1", retry=FAST)
         with pytest.raises(STTError):
             await stt.transcribe(b"x" * 10, "audio/ogg")
         await stt.aclose()
