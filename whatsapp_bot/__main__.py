@@ -1,7 +1,11 @@
 """``python -m whatsapp_bot``: one WhatsApp bot process (see shared.botkit.runtime)."""
 
-from shared.botkit import run_bot
-from whatsapp_bot.channel import WhatsAppChannel
+from shared.bot_imports import keep_bot_light
+
+keep_bot_light()
+
+from shared.botkit import run_bot  # noqa: E402 - after the import guard
+from whatsapp_bot.channel import WhatsAppChannel  # noqa: E402
 
 if __name__ == "__main__":
     run_bot(WhatsAppChannel())
