@@ -85,6 +85,18 @@ def create_context(
     return ctx
 
 
+async def _run_start_hook(ctx: BotContext) -> None:
+    """Run the channel's ``on_start`` hook; its failure is logged, never fatal."""
+    try:
+        await ctx.channel.on_start(ctx)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.warning(
+            "channel start hook failed", extra={"error": f"{type(exc).__name__}: {exc}"}
+        )
+
+
 async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
     """Run the bot until SIGTERM/SIGINT; return the process exit code."""
     client = OrchestratorClient(settings.orchestrator_url, settings.internal_token,
@@ -133,6 +145,7 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
     assert ctx.outbox is not None  # noqa: S101 - set by create_context
     ctx.inbox.replay()
     outbox_task = asyncio.create_task(ctx.outbox.run(), name="outbox")
+    start_hook = asyncio.create_task(_run_start_hook(ctx), name="on-start")
     refresher = asyncio.create_task(client.run_token_refresher(stop), name="token-refresh")
     logger.info("bot started", extra={"port": port, "pid": os.getpid(), "kind": channel.kind})
     await client.post_event("started", "bot started", {"pid": os.getpid(), "port": port})
@@ -143,7 +156,8 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
     await asyncio.gather(ctx.inbox.stop(INBOX_GRACE_S), ctx.outbox.stop(OUTBOX_GRACE_S))
     outbox_task.cancel()
     refresher.cancel()
-    for task in (outbox_task, refresher):
+    start_hook.cancel()
+    for task in (outbox_task, refresher, start_hook):
         with contextlib.suppress(asyncio.CancelledError):
             await task
     with contextlib.suppress(Exception):

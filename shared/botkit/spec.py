@@ -87,6 +87,12 @@ class ChannelSpec(ABC):
     async def on_received(self, ctx: BotContext, message: InboundMessage) -> None:  # noqa: B027 - optional hook
         """Optional hook after a message is taken for handling (WhatsApp marks it read)."""
 
+    async def on_start(self, ctx: BotContext) -> None:  # noqa: B027 - optional hook
+        """Optional hook once the webhook listens (Telegram registers its webhook).
+
+        Runs in the background; an exception is logged and never stops the bot.
+        """
+
     def customer_from_address(self, address: str) -> CustomerRef:
         """Turn an operator-typed address (``/control/send`` ``to``) into a customer reference."""
         text = address.strip()
