@@ -1,0 +1,1 @@
+"""Flotilla benchmarks: ``python -m bench`` (``make bench``); see bench/README.md."""
