@@ -1,0 +1,168 @@
+"""Telegram Bot API client (aiohttp): sends rendered replies, answers button presses, sets the
+webhook.
+
+Calls ``{telegram_api_base_url}/bot{token}/{method}``. Errors become
+:class:`~shared.channels.base.SendError`: 429 (with ``parameters.retry_after`` honoured), 5xx and
+network errors are retryable; everything else is permanent (400 bad request, 403 the customer
+blocked the bot).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiohttp
+
+from shared.channels.base import ChannelAdapter, CustomerRef, Reply, SendError
+from telegram_bot.render import ApiCall, RenderError, render
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.telegram.org"
+
+
+def _retry_after(body: dict[str, Any], header: str | None) -> float | None:
+    parameters = body.get("parameters")
+    value: Any = parameters.get("retry_after") if isinstance(parameters, dict) else None
+    if value is None:
+        value = header
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def error_from_response(
+    method: str, status: int, body: Any, retry_after_header: str | None = None
+) -> SendError:
+    """Map a Bot API error answer (``{"ok": false, ...}``) to a :class:`SendError`."""
+    body = body if isinstance(body, dict) else {}
+    code = body.get("error_code") if isinstance(body.get("error_code"), int) else status
+    description = str(body.get("description") or f"HTTP {status}")
+    retryable = code == 429 or status == 429 or status >= 500 or code >= 500
+    return SendError(
+        f"Telegram {method} {code}: {description}",
+        retryable=retryable,
+        retry_after=_retry_after(body, retry_after_header) if retryable else None,
+        code=code,
+    )
+
+
+class TelegramAdapter(ChannelAdapter):
+    """Sends through one Telegram bot.
+
+    Args:
+        session: the bot's shared aiohttp session.
+        token: the bot token from BotFather.
+        base_url: ``telegram_api_base_url`` (``https://api.telegram.org`` or the sandbox's
+            ``/telegram``).
+        timeout_s: per-request timeout.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self.session = session
+        self.token = token
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        files: dict[str, tuple[bytes, str, str]] | None = None,
+    ) -> Any:
+        """Call a Bot API method and return its ``result``.
+
+        Raises:
+            SendError: no token, Telegram refused, or it could not be reached.
+        """
+        if not self.token:
+            raise SendError("no bot_token configured", retryable=False)
+        url = f"{self.base_url}/bot{self.token}/{method}"
+        kwargs: dict[str, Any]
+        if files:
+            form = aiohttp.FormData()
+            for key, value in params.items():
+                form.add_field(key, value if isinstance(value, str) else json.dumps(value))
+            for key, (data, filename, mime) in files.items():
+                form.add_field(key, data, filename=filename, content_type=mime)
+            kwargs = {"data": form}
+        else:
+            kwargs = {"json": params}
+        try:
+            async with self.session.post(url, timeout=self.timeout, **kwargs) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                if resp.status != 200 or not isinstance(body, dict) or not body.get("ok"):
+                    raise error_from_response(
+                        method, resp.status, body, resp.headers.get("Retry-After")
+                    )
+                return body.get("result")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The token is part of the URL: never put the URL in the message.
+            raise SendError(
+                f"Telegram {method} unreachable: {type(exc).__name__}", retryable=True
+            ) from exc
+
+    async def _send_call(self, call: ApiCall) -> str:
+        result = await self.call(call.method, call.params, call.files or None)
+        if not isinstance(result, dict) or "message_id" not in result:
+            raise SendError(f"Telegram {call.method} answered without a message", retryable=False)
+        chat_id = (result.get("chat") or {}).get("id", call.params.get("chat_id"))
+        return f"{chat_id}:{result['message_id']}"
+
+    async def send(
+        self, customer: CustomerRef, reply: Reply, *, reply_to: str | None = None
+    ) -> list[str]:
+        """Render and send one reply; return ``{chat_id}:{message_id}`` per message sent.
+
+        Raises:
+            SendError: no Telegram id, a reply that cannot be rendered (never retried), or the
+                Bot API refused. When a split reply fails after some parts, the error is raised
+                and the row is retried whole.
+        """
+        if not customer.telegram_id:
+            raise SendError("customer has no Telegram id", retryable=False)
+        try:
+            calls = render(reply, customer.telegram_id, reply_to=reply_to)
+        except RenderError as exc:
+            raise SendError(f"not sent: {exc}", retryable=False) from exc
+        return [await self._send_call(call) for call in calls]
+
+    async def answer_callback(self, callback_query_id: str, text: str | None = None) -> bool:
+        """Stop the button's loading spinner (``answerCallbackQuery``); best effort."""
+        params: dict[str, Any] = {"callback_query_id": callback_query_id}
+        if text:
+            params["text"] = text[:200]
+        try:
+            await self.call("answerCallbackQuery", params)
+        except SendError as exc:
+            logger.debug("answerCallbackQuery failed", extra={"error": str(exc)})
+            return False
+        return True
+
+    async def set_webhook(self, url: str, secret_token: str) -> None:
+        """Register the webhook with its secret token (message and callback_query updates).
+
+        Raises:
+            SendError: Telegram refused it.
+        """
+        await self.call(
+            "setWebhook",
+            {
+                "url": url,
+                "secret_token": secret_token,
+                "allowed_updates": ["message", "callback_query"],
+            },
+        )
