@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -22,7 +23,9 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.api.routes import auth, fleet, hooks, instances, users
+from admin_ui.routes import STATIC_DIR
+from admin_ui.routes import router as admin_ui_router
+from orchestrator.api.routes import auth, conversations, fleet, hooks, instances, users
 from orchestrator.crud import FieldError
 from orchestrator.db import make_engine, migrate
 from orchestrator.demo import ensure_demo_bot, start_sandbox, stop_sandbox
@@ -202,4 +205,7 @@ def create_app(
     app.include_router(fleet.router)
     app.include_router(internal_routes.router)
     app.include_router(hooks.router)
+    app.include_router(conversations.router)
+    app.include_router(admin_ui_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,0 +1,238 @@
+"""The bot settings tabs: which fields each tab shows and how a submitted form becomes a PUT body.
+
+Values are converted and checked here first (numbers, JSON) so a typo is shown at its field
+without a round trip; everything else is the API's to validate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import FormData
+
+from orchestrator.schemas import SECRET_FIELDS
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of a settings tab."""
+
+    name: str
+    label: str
+    type: str = "text"  # text | textarea | bool | int | float | json | lines | select | secret
+    help: str = ""
+    options: tuple[str, ...] = ()
+    nullable: bool = False
+    placeholder: str = ""
+    rows: int = 4
+
+
+CHANNEL_FORM_FIELDS: dict[str, list[FormField]] = {
+    "whatsapp": [
+        FormField("phone_number_id", "Phone number ID", help="From Meta's WhatsApp → API setup"),
+        FormField("waba_id", "WhatsApp Business Account ID"),
+        FormField("access_token", "Access token", "secret"),
+        FormField("app_secret", "App secret", "secret", help="Checks X-Hub-Signature-256"),
+        FormField("verify_token", "Verify token", "secret", help="For Meta's webhook handshake"),
+        FormField(
+            "graph_api_base_url",
+            "Graph API base URL",
+            help="https://graph.facebook.com, or the sandbox: http://127.0.0.1:8090/graph",
+        ),
+        FormField("graph_api_version", "Graph API version", placeholder="v21.0"),
+        FormField(
+            "wa_template_name",
+            "Template outside 24 h",
+            help="Approved template sent when the customer-service window is closed",
+        ),
+        FormField("wa_template_language", "Template language", placeholder="en_US"),
+    ],
+    "sms": [
+        FormField("account_sid", "Account SID"),
+        FormField("auth_token", "Auth token", "secret"),
+        FormField("from_number", "From number", placeholder="+15550001111"),
+        FormField("messaging_service_sid", "Messaging service SID"),
+        FormField(
+            "twilio_base_url",
+            "Twilio base URL",
+            help="https://api.twilio.com, or the sandbox: http://127.0.0.1:8090/twilio",
+        ),
+    ],
+    "telegram": [
+        FormField("bot_token", "Bot token", "secret", help="From @BotFather"),
+        FormField("webhook_secret", "Webhook secret", "secret"),
+        FormField(
+            "telegram_api_base_url",
+            "Bot API base URL",
+            help="https://api.telegram.org, or the sandbox: http://127.0.0.1:8090/telegram",
+        ),
+    ],
+}
+
+COMMON_SETTINGS = [
+    FormField("name", "Name"),
+    FormField("enabled", "Enabled", "bool", help="A disabled bot cannot be started"),
+    FormField("auto_start", "Start with the orchestrator", "bool"),
+    FormField(
+        "webhook_port", "Webhook port", "int", nullable=True, help="Blank: a free port is picked"
+    ),
+]
+
+SECTIONS: dict[str, list[FormField]] = {
+    "ai": [
+        FormField(
+            "llm_backend",
+            "LLM backend",
+            "select",
+            options=("extractive", "vllm", "gemini", "local"),
+            help="extractive answers from the knowledge base, offline; cloud:{id} for a provider",
+        ),
+        FormField("system_prompt", "System prompt", "textarea", rows=6),
+        FormField("persona", "Persona", "textarea", rows=3),
+        FormField(
+            "llm_params",
+            "Parameters (JSON)",
+            "json",
+            rows=5,
+            help='temperature 0–2, max_tokens, top_p — e.g. {"temperature": 0.7}',
+        ),
+        FormField(
+            "fallback_text", "Fallback text", "textarea", rows=2, help="Sent when the AI fails"
+        ),
+    ],
+    "tts": [
+        FormField("tts_enabled", "Reply with a voice note too", "bool"),
+        FormField("tts_engine", "Engine", "select", options=("piper", "xtts", "openvoice")),
+        FormField("tts_voice", "Voice", help="Blank: the default piper voice, or a .onnx path"),
+        FormField("tts_preset", "Preset"),
+    ],
+    "access": [
+        FormField(
+            "allowed_phones",
+            "Allowed (one per line)",
+            "lines",
+            rows=6,
+            help="Phones (E.164) or WhatsApp BSUIDs. Empty: everyone may write",
+        ),
+        FormField("blocked_phones", "Blocked (one per line)", "lines", rows=6),
+    ],
+    "limits": [
+        FormField(
+            "rate_limit_count", "Messages", "int", help="How many messages a customer may send…"
+        ),
+        FormField("rate_limit_hours", "Per hours", "float", help="…in this many hours"),
+    ],
+    "funnel": [
+        FormField(
+            "funnel",
+            "Funnel (JSON)",
+            "json",
+            nullable=True,
+            rows=28,
+            help="Empty: the built-in default funnel (seed 004)",
+        ),
+    ],
+}
+
+#: Tabs of a bot page: (slug, label, is a settings form).
+TABS: list[tuple[str, str, bool]] = [
+    ("settings", "Settings", True),
+    ("ai", "AI", True),
+    ("tts", "TTS", True),
+    ("access", "Access", True),
+    ("limits", "Rate limiting", True),
+    ("funnel", "Funnel", True),
+    ("knowledge", "Knowledge", True),
+    ("logs", "Logs", False),
+    ("conversations", "Conversations", False),
+    ("chat", "Test chat", False),
+]
+TAB_NAMES = {slug for slug, _label, _form in TABS}
+
+
+def fields_for(section: str, kind: str) -> list[FormField]:
+    """The inputs of one settings tab of a bot of ``kind``."""
+    if section == "settings":
+        return [*COMMON_SETTINGS, *CHANNEL_FORM_FIELDS[kind]]
+    return SECTIONS.get(section, [])
+
+
+def display_value(f: FormField, value: Any) -> Any:
+    """A stored value as its input shows it."""
+    if f.type == "json":
+        return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False)
+    if f.type == "lines":
+        return "\n".join(value or [])
+    if f.type == "bool":
+        return bool(value)
+    return "" if value is None else value
+
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    return f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+
+
+def parse_form(
+    fields: list[FormField], form: FormData
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Convert a submitted tab into a PUT body.
+
+    Returns:
+        ``(body, errors, echo)``: the body to send, errors by field, and the raw values to show
+        again when the form is re-rendered with errors.
+    """
+    body: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    echo: dict[str, Any] = {}
+    for f in fields:
+        raw = form.get(f.name)
+        text = raw if isinstance(raw, str) else ""
+        if f.type == "bool":
+            body[f.name] = echo[f.name] = f.name in form
+            continue
+        echo[f.name] = text
+        stripped = text.strip()
+        if f.type in ("int", "float"):
+            if not stripped:
+                if f.nullable:
+                    body[f.name] = None
+                else:
+                    errors[f.name] = "required"
+                continue
+            try:
+                body[f.name] = int(stripped) if f.type == "int" else float(stripped)
+            except ValueError:
+                errors[f.name] = (
+                    "must be a whole number" if f.type == "int" else "must be a number"
+                )
+        elif f.type == "json":
+            if not stripped:
+                if f.nullable:
+                    body[f.name] = None
+                else:
+                    errors[f.name] = "required"
+                continue
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                errors[f.name] = _json_error(exc)
+                continue
+            if not isinstance(value, dict):
+                errors[f.name] = "must be a JSON object ({...})"
+                continue
+            body[f.name] = value
+        elif f.type == "lines":
+            body[f.name] = [line.strip() for line in text.splitlines() if line.strip()]
+        elif f.type == "secret":
+            if stripped:  # blank or the echoed mask keep the stored secret
+                body[f.name] = stripped
+        else:
+            body[f.name] = text
+    return body, errors, echo
+
+
+def is_secret(kind: str, name: str) -> bool:
+    """Whether ``name`` is a secret setting of a ``kind`` bot."""
+    return name in SECRET_FIELDS.get(kind, ())

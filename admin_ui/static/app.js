@@ -1,0 +1,69 @@
+// Flotilla admin UI: the few behaviours htmx attributes do not cover. No build step.
+(function () {
+  "use strict";
+
+  // JSON fields: say at once whether the text parses (the server checks again on save).
+  function checkJson(area) {
+    var out = document.getElementById(area.id + "-state");
+    if (!out) return;
+    var text = area.value.trim();
+    if (!text) { out.textContent = area.dataset.nullable ? "empty: the default is used" : ""; out.className = "json-state"; return; }
+    try {
+      var v = JSON.parse(text);
+      if (v === null || typeof v !== "object" || Array.isArray(v)) throw new Error("must be a JSON object ({...})");
+      out.textContent = "valid JSON"; out.className = "json-state good";
+    } catch (e) {
+      out.textContent = "not valid JSON: " + e.message; out.className = "json-state bad";
+    }
+  }
+  document.addEventListener("input", function (ev) {
+    if (ev.target.matches && ev.target.matches("textarea[data-json]")) checkJson(ev.target);
+  });
+
+  // A masked secret is selected whole on focus, so typing replaces it.
+  document.addEventListener("focusin", function (ev) {
+    if (ev.target.matches && ev.target.matches("input[data-secret]")) ev.target.select();
+  });
+
+  // "Load the default funnel" fills the editor from the server.
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest && ev.target.closest("[data-load-into]");
+    if (!btn) return;
+    ev.preventDefault();
+    var target = document.getElementById(btn.dataset.loadInto);
+    fetch(btn.dataset.url, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (t) {
+      target.value = t; checkJson(target); target.focus();
+    });
+  });
+
+  function stickToBottom(el, force) {
+    if (el && (force || el.dataset.stick !== "no")) el.scrollTop = el.scrollHeight;
+  }
+  // Keep the log and chats scrolled to the newest line unless the reader scrolled up.
+  document.addEventListener("scroll", function (ev) {
+    var el = ev.target;
+    if (el.classList && (el.classList.contains("log") || el.classList.contains("messages") || el.classList.contains("thread"))) {
+      el.dataset.stick = el.scrollHeight - el.scrollTop - el.clientHeight < 40 ? "yes" : "no";
+    }
+  }, true);
+
+  // Bubbles of the test chat are ordered by time (a reply may arrive before its question's answer).
+  function sortThread(box) {
+    var items = Array.prototype.slice.call(box.children);
+    items.sort(function (a, b) { return parseFloat(a.dataset.ts || 0) - parseFloat(b.dataset.ts || 0); });
+    items.forEach(function (i) { box.appendChild(i); });
+  }
+
+  function afterSwap() {
+    document.querySelectorAll(".log, .messages").forEach(function (el) { stickToBottom(el, false); });
+    var box = document.getElementById("sim-msgs");
+    if (box) { sortThread(box); stickToBottom(box.closest(".thread"), true); }
+    document.querySelectorAll("textarea[data-json]").forEach(checkJson);
+  }
+  document.addEventListener("htmx:afterSettle", afterSwap);
+  document.addEventListener("htmx:oobAfterSwap", afterSwap);
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".log, .messages").forEach(function (el) { stickToBottom(el, true); });
+    afterSwap();
+  });
+})();

@@ -1,0 +1,521 @@
+"""Conversations of a bot (read-only from its SQLite), operator messages and the test chat.
+
+History is read from the bot's own database opened read-only, so it works while the bot is
+stopped; every write goes through the running bot's control API (one writer per database).
+The test chat reads what the bot sent from the sandbox providers' message log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import httpx
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator import crud
+from orchestrator.api.deps import BoxDep, CurrentUser, SessionDep
+from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
+from orchestrator.models import BotInstance
+from orchestrator.settings import Settings
+from orchestrator.supervisor import Supervisor
+from shared.store.sqlite import iso
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["conversations"])
+
+#: Where each kind's bot sends, and the sandbox provider that records it.
+SANDBOX_PROVIDER = {"whatsapp": "graph", "sms": "twilio", "telegram": "telegram"}
+BASE_URL_FIELD = {
+    "whatsapp": "graph_api_base_url",
+    "sms": "twilio_base_url",
+    "telegram": "telegram_api_base_url",
+}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
+MAX_WAIT_S = 10.0
+
+
+# ---------------------------------------------------------------- bodies
+
+
+class OperatorMessage(BaseModel):
+    """``POST .../messages``: an operator's text to a customer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=128, description="phone, BSUID or chat id")
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class SimulatedMessage(BaseModel):
+    """``POST .../simulate``: a customer message as if the provider delivered it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1, max_length=128)
+    text: str | None = Field(default=None, max_length=4096)
+    payload: str | None = Field(default=None, max_length=256, description="button or row id")
+    profile_name: str | None = Field(default=None, max_length=200)
+
+
+# ---------------------------------------------------------------- the bot's database
+
+
+def bot_db_path(settings: Settings, kind: str, instance_id: str) -> Path:
+    """``wa_sales_{id}.db`` for WhatsApp, ``{kind}_bot_{id}.db`` otherwise, in the data dir."""
+    name = f"wa_sales_{instance_id}.db" if kind == "whatsapp" else f"{kind}_bot_{instance_id}.db"
+    return settings.data_dir / name
+
+
+def _open_ro(path: Path) -> sqlite3.Connection | None:
+    """The bot's database read-only, or ``None`` when it does not exist (yet) or is unreadable."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT 1 FROM messages LIMIT 1")
+    except sqlite3.Error:
+        logger.warning("bot database not readable", extra={"path": str(path)})
+        return None
+    return conn
+
+
+def _customer_label(row: sqlite3.Row | None) -> str | None:
+    if row is None:
+        return None
+    return row["profile_name"] or row["username"] or None
+
+
+def list_conversations(path: Path, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Customers of one bot with their last message, newest first."""
+    conn = _open_ro(path)
+    if conn is None:
+        return []
+    try:
+        rows = conn.execute(
+            "SELECT m.customer, COUNT(*) AS count, MAX(m.id) AS last_id, "
+            "SUM(CASE WHEN m.direction = 'in' THEN 1 ELSE 0 END) AS inbound "
+            "FROM messages m GROUP BY m.customer ORDER BY last_id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            last = conn.execute("SELECT * FROM messages WHERE id = ?", (r["last_id"],)).fetchone()
+            user = None
+            if last["user_id"] is not None:
+                user = conn.execute(
+                    "SELECT * FROM users WHERE id = ?", (last["user_id"],)
+                ).fetchone()
+            out.append(
+                {
+                    "customer_key": r["customer"],
+                    "name": _customer_label(user),
+                    "phone": user["phone"] if user else None,
+                    "funnel_state": user["funnel_state"] if user else None,
+                    "count": r["count"],
+                    "inbound": r["inbound"],
+                    "last_text": last["text"],
+                    "last_type": last["type"],
+                    "last_direction": last["direction"],
+                    "last_status": last["status"],
+                    "last_at": last["created_at"],
+                }
+            )
+        return out
+    except sqlite3.Error:
+        logger.exception("reading conversations failed", extra={"path": str(path)})
+        return []
+    finally:
+        conn.close()
+
+
+def conversation_messages(
+    path: Path, customer_key: str, *, limit: int = 500
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """One customer (if known) and their last ``limit`` messages, oldest first."""
+    conn = _open_ro(path)
+    if conn is None:
+        return None, []
+    try:
+        rows = conn.execute(
+            "SELECT * FROM (SELECT * FROM messages WHERE customer = ? ORDER BY id DESC LIMIT ?) "
+            "ORDER BY id",
+            (customer_key, limit),
+        ).fetchall()
+        user_id = next((r["user_id"] for r in reversed(rows) if r["user_id"] is not None), None)
+        customer = None
+        if user_id is not None:
+            u = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+            if u is not None:
+                customer = {
+                    "customer_key": customer_key,
+                    "name": _customer_label(u),
+                    "phone": u["phone"],
+                    "bsuid": u["bsuid"],
+                    "username": u["username"],
+                    "telegram_id": u["telegram_id"],
+                    "funnel_state": u["funnel_state"],
+                    "segment": u["segment"],
+                    "first_seen": u["first_seen"],
+                    "last_seen": u["last_seen"],
+                }
+        messages = [
+            {
+                "id": r["id"],
+                "direction": r["direction"],
+                "type": r["type"],
+                "text": r["text"],
+                "status": r["status"],
+                "error": r["error"],
+                "provider_message_id": r["provider_message_id"],
+                "created_at": r["created_at"],
+                "updated_at": r["updated_at"],
+            }
+            for r in rows
+        ]
+        return customer, messages
+    except sqlite3.Error:
+        logger.exception("reading a conversation failed", extra={"path": str(path)})
+        return None, []
+    finally:
+        conn.close()
+
+
+def count_messages_since(path: Path, since: datetime) -> dict[str, int]:
+    """Messages in and out since ``since`` (zero when the database does not exist)."""
+    conn = _open_ro(path)
+    if conn is None:
+        return {"in": 0, "out": 0}
+    stamp = iso(since)
+    try:
+        rows = conn.execute(
+            "SELECT direction, COUNT(*) AS n FROM messages WHERE created_at >= ? "
+            "GROUP BY direction",
+            (stamp,),
+        ).fetchall()
+    except sqlite3.Error:
+        return {"in": 0, "out": 0}
+    finally:
+        conn.close()
+    counts = {"in": 0, "out": 0}
+    for r in rows:
+        counts[r["direction"]] = int(r["n"])
+    return counts
+
+
+# ---------------------------------------------------------------- the running bot
+
+
+def _supervisor(request: Request) -> Supervisor:
+    return request.app.state.supervisor  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def _control(
+    request: Request, instance: BotInstance, path: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """POST to the running bot's control API; 409 when it does not run, 502 when it refuses."""
+    sup = _supervisor(request)
+    watcher = sup.watchers.get(instance.id)
+    if watcher is None or watcher.state != "running":
+        state = watcher.state if watcher is not None else "stopped"
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"bot {instance.id!r} is {state}; start it to send messages",
+        )
+    result = await sup.control_call(watcher, "POST", path, json_body=body)
+    if result is None:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            f"bot {instance.id!r} did not accept the message; see its logs",
+        )
+    return result
+
+
+# ---------------------------------------------------------------- sandbox replies
+
+
+def _sandbox_base(request: Request, instance: BotInstance, box: Any) -> str:
+    """The sandbox the bot sends to, from its provider base URL (loopback only)."""
+    settings = crud.instance_settings(instance, box, reveal=False)
+    base = str(settings.get(BASE_URL_FIELD[instance.kind]) or "")
+    parts = urlsplit(base)
+    provider_path = {"whatsapp": "/graph", "sms": "/twilio", "telegram": "/telegram"}
+    path = parts.path.rstrip("/")
+    if (
+        parts.scheme != "http"
+        or parts.hostname not in LOOPBACK_HOSTS
+        or not path.endswith(provider_path[instance.kind])
+    ):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"the test chat needs the bot's {BASE_URL_FIELD[instance.kind]} to point at the "
+            f"sandbox providers (e.g. http://127.0.0.1:{_settings(request).sandbox_port}"
+            f"{provider_path[instance.kind]})",
+        )
+    prefix = path[: -len(provider_path[instance.kind])]
+    return f"{parts.scheme}://{parts.netloc}{prefix}"
+
+
+def sandbox_address(kind: str, customer: str) -> str:
+    """How the sandbox records the recipient: Graph takes phone digits, Twilio E.164."""
+    customer = customer.strip()
+    if kind == "whatsapp" and _PHONE_RE.match(customer):
+        return "".join(ch for ch in customer if ch.isdigit())
+    if kind == "sms" and _PHONE_RE.match(customer):
+        return "+" + "".join(ch for ch in customer if ch.isdigit())
+    return customer
+
+
+def _buttons_of(payload: dict[str, Any]) -> list[dict[str, str]]:
+    action = (payload.get("interactive") or {}).get("action") or {}
+    out = []
+    for b in action.get("buttons") or []:
+        reply = b.get("reply") or {}
+        if reply.get("id"):
+            out.append({"id": str(reply["id"]), "title": str(reply.get("title") or reply["id"])})
+    return out
+
+
+def render_graph(payload: dict[str, Any]) -> dict[str, Any]:
+    """A Graph API message body as WhatsApp shows it: text, reply buttons, list rows, media."""
+    kind = str(payload.get("type") or "text")
+    out: dict[str, Any] = {"type": kind, "text": "", "buttons": [], "list": None, "media": None}
+    if kind == "text":
+        out["text"] = str((payload.get("text") or {}).get("body") or "")
+    elif kind == "interactive":
+        inter = payload.get("interactive") or {}
+        out["type"] = str(inter.get("type") or "interactive")
+        out["text"] = str((inter.get("body") or {}).get("text") or "")
+        header = inter.get("header") or {}
+        out["header"] = str(header.get("text") or "") if isinstance(header, dict) else ""
+        footer = inter.get("footer") or {}
+        out["footer"] = str(footer.get("text") or "") if isinstance(footer, dict) else ""
+        if inter.get("type") == "button":
+            out["buttons"] = _buttons_of(payload)
+        elif inter.get("type") == "list":
+            action = inter.get("action") or {}
+            out["list"] = {
+                "button": str(action.get("button") or "Options"),
+                "sections": [
+                    {
+                        "title": str(s.get("title") or ""),
+                        "rows": [
+                            {
+                                "id": str(r.get("id") or ""),
+                                "title": str(r.get("title") or ""),
+                                "description": str(r.get("description") or ""),
+                            }
+                            for r in s.get("rows") or []
+                        ],
+                    }
+                    for s in action.get("sections") or []
+                ],
+            }
+    elif kind == "template":
+        tpl = payload.get("template") or {}
+        out["text"] = f"[template {tpl.get('name', '')}]"
+    elif kind in ("audio", "image", "video", "document", "sticker"):
+        media = payload.get(kind) or {}
+        out["media"] = {"kind": kind, "id": media.get("id"), "link": media.get("link")}
+        out["text"] = str(media.get("caption") or "")
+    else:
+        out["text"] = f"[{kind}]"
+    return out
+
+
+def render_telegram(payload: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """A Bot API call as Telegram shows it: text with inline keyboard buttons."""
+    out: dict[str, Any] = {"type": "text", "text": text or "", "buttons": [], "list": None}
+    markup = payload.get("reply_markup") or {}
+    if isinstance(markup, str):
+        try:
+            markup = json.loads(markup)
+        except ValueError:
+            markup = {}
+    for row in (markup or {}).get("inline_keyboard") or []:
+        for b in row:
+            if b.get("callback_data"):
+                out["buttons"].append({"id": str(b["callback_data"]), "title": str(b["text"])})
+    if out["buttons"]:
+        out["type"] = "button"
+    out["media"] = None
+    return out
+
+
+def render_sandbox_message(kind: str, message: dict[str, Any]) -> dict[str, Any]:
+    """One recorded outbound message, rendered for the channel of ``kind``."""
+    payload = message.get("payload") or {}
+    if kind == "whatsapp" and isinstance(payload, dict):
+        rendered = render_graph(payload)
+    elif kind == "telegram" and isinstance(payload, dict):
+        rendered = render_telegram(payload, message.get("text"))
+    else:
+        rendered = {
+            "type": str(message.get("type") or "sms"),
+            "text": str(message.get("text") or ""),
+            "buttons": [],
+            "list": None,
+            "media": None,
+        }
+    rendered.setdefault("header", "")
+    rendered.setdefault("footer", "")
+    stamp = float(message.get("ts") or 0)
+    rendered.update(
+        seq=int(message.get("seq") or 0),
+        ts=datetime.fromtimestamp(stamp, UTC).isoformat(),
+        ts_unix=stamp,
+        message_id=message.get("message_id"),
+    )
+    return rendered
+
+
+async def sandbox_messages(
+    request: Request, base: str, provider: str, to: str, since: int, wait: float
+) -> list[dict[str, Any]]:
+    """Accepted outbound messages from the sandbox (in-process when it is ours, else HTTP)."""
+    local = getattr(request.app.state, "sandbox", None)
+    if local is not None and str(local.url).rstrip("/") == base.rstrip("/").replace(
+        "localhost", "127.0.0.1"
+    ):
+        found = await local.state.wait_for_messages(
+            provider=provider, to=to, since=since, wait_s=wait
+        )
+        return [m.to_dict() for m in found]
+    try:
+        async with httpx.AsyncClient(timeout=wait + 5.0) as client:
+            res = await client.get(
+                f"{base}/_sandbox/messages",
+                params={"provider": provider, "to": to, "since": since, "wait": wait},
+            )
+            res.raise_for_status()
+            data = res.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, f"the sandbox providers at {base} do not answer"
+        ) from exc
+    return list(data.get("messages") or [])
+
+
+# ---------------------------------------------------------------- routes
+
+KEY_PATH = "/admin/{kind}/instances/{instance_id}"
+
+
+@router.get(f"{KEY_PATH}/conversations")
+async def get_conversations(
+    request: Request,
+    instance: VisibleInstance,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Customers of the bot with their last message, time, direction and message count."""
+    path = bot_db_path(_settings(request), instance.kind, instance.id)
+    return await asyncio.to_thread(list_conversations, path, limit=limit)
+
+
+@router.get(f"{KEY_PATH}/conversations/{{customer_key}}")
+async def get_conversation(
+    request: Request,
+    instance: VisibleInstance,
+    customer_key: str,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    """One customer's messages (direction, text, type, delivery status, times), oldest first."""
+    path = bot_db_path(_settings(request), instance.kind, instance.id)
+    customer, messages = await asyncio.to_thread(
+        conversation_messages, path, customer_key, limit=limit
+    )
+    return {"customer_key": customer_key, "customer": customer, "messages": messages}
+
+
+@router.post(f"{KEY_PATH}/messages", status_code=status.HTTP_202_ACCEPTED)
+async def send_message(
+    request: Request, body: OperatorMessage, instance: ManagedInstance
+) -> dict[str, Any]:
+    """Send an operator's message through the running bot (not running → 409)."""
+    if not body.text.strip():
+        raise crud.FieldError(["body", "text"], "the message is empty")
+    result = await _control(
+        request, instance, "/control/send", {"to": body.to.strip(), "text": body.text}
+    )
+    logger.info("operator message queued", extra={"bot_id": instance.id})
+    return {"ok": True, "outbox_id": result.get("outbox_id")}
+
+
+@router.post(f"{KEY_PATH}/simulate", status_code=status.HTTP_202_ACCEPTED)
+async def simulate_message(
+    request: Request, body: SimulatedMessage, instance: ManagedInstance
+) -> dict[str, Any]:
+    """Test chat: deliver a customer message (text or a button/row id) to the running bot."""
+    if not (body.text or "").strip() and not body.payload:
+        raise crud.FieldError(["body", "text"], "type a message or pick a button")
+    result = await _control(
+        request,
+        instance,
+        "/control/simulate",
+        {
+            "from": body.from_.strip(),
+            "text": body.text or "",
+            "payload": body.payload,
+            "profile_name": body.profile_name,
+        },
+    )
+    return {"ok": True, "inbox_id": result.get("inbox_id")}
+
+
+@router.get(f"{KEY_PATH}/simulate/replies")
+async def simulate_replies(
+    request: Request,
+    instance: VisibleInstance,
+    box: BoxDep,
+    to: Annotated[str, Query(min_length=1, max_length=128)],
+    since: Annotated[int, Query(ge=0)] = 0,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0.0,
+) -> dict[str, Any]:
+    """What the bot sent to a test customer (sandbox log), rendered as its channel shows it."""
+    base = _sandbox_base(request, instance, box)
+    provider = SANDBOX_PROVIDER[instance.kind]
+    found = await sandbox_messages(
+        request, base, provider, sandbox_address(instance.kind, to), since, wait
+    )
+    messages = [render_sandbox_message(instance.kind, m) for m in found]
+    last = max([since, *(m["seq"] for m in messages)])
+    return {"provider": provider, "to": to, "since": since, "last_seq": last, "messages": messages}
+
+
+@router.get("/admin/conversations/stats")
+async def conversation_stats(
+    request: Request, session: SessionDep, user: CurrentUser
+) -> list[dict[str, Any]]:
+    """Messages today (UTC, in and out) for every bot the caller may see."""
+    owner = user.id if user.role == "user" else None
+    settings = _settings(request)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    for instance in crud.list_instances(session=session, owner_id=owner):
+        path = bot_db_path(settings, instance.kind, instance.id)
+        counts = await asyncio.to_thread(count_messages_since, path, today)
+        out.append(
+            {
+                "id": instance.id,
+                "kind": instance.kind,
+                "messages_today": counts["in"] + counts["out"],
+                "in_today": counts["in"],
+                "out_today": counts["out"],
+            }
+        )
+    return out
