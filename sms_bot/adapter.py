@@ -45,8 +45,26 @@ class _SessionHttpClient(AsyncTwilioHttpClient):
         self.session = session
         self.last_response: TwilioResponse | None = None
 
-    async def request(self, *args: Any, **kwargs: Any) -> TwilioResponse:
-        response = await super().request(*args, **kwargs)
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        """Send as the SDK would, with the credentials as a header (aiohttp deprecates
+        ``auth=``), and remember the answer."""
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        response = await super().request(
+            method, url, params=params, data=data, headers=headers, timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
         self.last_response = response
         return response
 
