@@ -33,7 +33,7 @@ from bench.common import (
     wait_listening,
 )
 
-APP_SECRET = "bench-app-secret-0123456789"
+APP_SECRET = "bench-app-secret-0123456789"  # noqa: S105 - fake, signs local requests only
 PHONE_NUMBER_ID = "106540352242922"
 BLOCKED_SENDER = "15550000000"
 BOT_ID = "bench-webhook"
@@ -140,9 +140,9 @@ class Bench:
         self.orch.create_bot(
             name="Bench Webhook",
             phone_number_id=PHONE_NUMBER_ID,
-            access_token="bench-access-token",
+            access_token="bench-access-token",  # noqa: S106 - fake, local sandbox only
             app_secret=APP_SECRET,
-            verify_token="bench-verify",
+            verify_token="bench-verify",  # noqa: S106 - fake, local only
             graph_api_base_url=f"{self.sandbox_url}/graph",
             blocked_phones=[f"+{BLOCKED_SENDER}"],
             rate_limit_count=0,
@@ -202,7 +202,8 @@ class Bench:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             row = con.execute(
-                "SELECT COUNT(*) FROM inbox WHERE provider_message_id LIKE ?", (f"wamid.{prefix}.%",)
+                "SELECT COUNT(*) FROM inbox WHERE provider_message_id LIKE ?",
+                (f"wamid.{prefix}.%",),
             ).fetchone()
         finally:
             con.close()
