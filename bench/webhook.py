@@ -27,6 +27,7 @@ from bench.common import (
     free_port,
     goal,
     kill_bots_under,
+    pct,
     spawn_bare_server,
     stop_process,
     summary_ms,
@@ -295,15 +296,21 @@ def run(quick: bool = False) -> dict[str, Any]:
               flush=True)
 
         open_spec = {"mode": "open", "rate": 200, "duration_s": open_s, "concurrency": 64}
-        open_bare = measured(b.bare.pid if b.bare else 0, {
-            **open_spec, "url": bare_url, "payload": {**ack_payload, "id_prefix": "obare"}})
-        open_bot = measured(b.bot_pid, {
-            **open_spec, "url": bot_url,
-            "payload": {"app_secret": APP_SECRET, "id_prefix": "open", "text": "hi",
-                        "sender_base": 15551000000}})
-        open_bot["drain_s"] = b.drain()
-        print(f"webhook open 200/s: bot p99 {open_bot['latency']['p99_ms']} ms, "
-              f"bare p99 {open_bare['latency']['p99_ms']} ms", flush=True)
+        open_rounds: list[dict[str, Any]] = []
+        for r in range(rounds + 1 if not quick else 1):
+            open_bare = measured(b.bare.pid if b.bare else 0, {
+                **open_spec, "url": bare_url,
+                "payload": {**ack_payload, "id_prefix": f"obare{r}"}})
+            open_bot = measured(b.bot_pid, {
+                **open_spec, "url": bot_url,
+                "payload": {"app_secret": APP_SECRET, "id_prefix": f"open{r}", "text": "hi",
+                            "sender_base": 15551000000 + r * 100000}})
+            open_bot["drain_s"] = b.drain()
+            open_rounds.append({"round": r + 1, "bare": open_bare, "bot": open_bot})
+            print(f"webhook open 200/s round {r + 1}: bot p99 {open_bot['latency']['p99_ms']} "
+                  f"ms, bare p99 {open_bare['latency']['p99_ms']} ms", flush=True)
+        open_bot_p99 = round(pct([o["bot"]["latency"]["p99_ms"] for o in open_rounds], 50), 2)
+        open_bare_p99 = round(pct([o["bare"]["latency"]["p99_ms"] for o in open_rounds], 50), 2)
 
         funnel_spec = {"mode": "open", "rate": 20, "duration_s": funnel_s, "concurrency": 16,
                        "record": True, "keep_records": True}
@@ -330,7 +337,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     ratio = round(bot_rps / bare_rps, 3) if bare_rps else None
     goals = [
         goal("ack throughput vs bare aiohttp", ratio, ">=", 0.5, "x"),
-        goal("ack p99 at 200 req/s (open loop)", open_bot["latency"]["p99_ms"], "<=", 20, "ms"),
+        goal("ack p99 at 200 req/s (open loop; median of rounds)", open_bot_p99, "<=", 20, "ms"),
         goal("inbound → reply p50 at 20 msg/s", funnel["bot"]["inbound_to_reply"]["p50_ms"],
              "<=", 15, "ms"),
         goal("inbound → reply p99 at 20 msg/s", funnel["bot"]["inbound_to_reply"]["p99_ms"],
@@ -358,13 +365,15 @@ def run(quick: bool = False) -> dict[str, Any]:
             "funnel_text": "hi (a greeting: welcome reply buttons)",
         },
         "parameters": {"closed_concurrency": 32, "closed_duration_s": duration,
-                       "rounds": rounds, "open_rate": 200, "open_duration_s": open_s,
+                       "rounds": rounds, "open_rounds": len(open_rounds), "open_rate": 200,
+                       "open_duration_s": open_s,
                        "funnel_rate": 20, "funnel_duration_s": funnel_s,
                        "duplicate_unique": dup_unique},
         "ack_throughput": {"bot_rps": round(bot_rps, 1), "bare_rps": round(bare_rps, 1),
                            "ratio": ratio, "rounds": throughput},
         "duplicates": duplicates,
-        "open_loop_200": {"bot": open_bot, "bare": open_bare},
+        "open_loop_200": {"bot_p99_ms_median": open_bot_p99, "bare_p99_ms_median": open_bare_p99,
+                          "rounds": open_rounds},
         "inbound_to_reply": funnel,
         "goals": goals,
     }

@@ -27,8 +27,12 @@ WEBHOOK = {
     "duplicates": {"unique_messages": 1000, "deliveries": 3000, "acknowledged_200": 3000,
                    "inbox_rows": 1000, "rejected_as_duplicate": 2000,
                    "run": {"throughput_rps": 5000.0}},
-    "open_loop_200": {"bot": {"requests": 2000, "latency": {"p50_ms": 2.4, "p99_ms": 25.19}},
-                      "bare": {"requests": 2000, "latency": {"p50_ms": 0.4, "p99_ms": 1.45}}},
+    "open_loop_200": {"bot_p99_ms_median": 25.19, "bare_p99_ms_median": 1.45, "rounds": [
+        {"round": 1,
+         "bot": {"requests": 2000, "late_starts": 3,
+                 "latency": {"p50_ms": 2.4, "p95_ms": 9.0, "p99_ms": 25.19, "max_ms": 30.0}},
+         "bare": {"requests": 2000, "late_starts": 0,
+                  "latency": {"p50_ms": 0.4, "p95_ms": 1.0, "p99_ms": 1.45, "max_ms": 2.0}}}]},
     "inbound_to_reply": {
         "relay": {"messages": 300, "replies_missing": 0,
                   "inbound_to_reply": {"p50_ms": 1.87, "p99_ms": 9.37}},
@@ -61,6 +65,8 @@ def test_webhook_figures_stand_beside_their_baseline(tmp_path: Path) -> None:
     assert "| 1,000 | 3,000 | 3,000 | 1,000 | 2,000 | 5,000 |" in text
     assert "| bare relay: 200, then one POST to the sandbox (baseline) | 300 | 1.87 |" in text
     assert "| WhatsApp bot, funnel greeting → reply buttons | 300 | 4.35 |" in text
+    assert "| 1 | WhatsApp bot | 2,000 | 2.40 | 9.00 | 25.19 | 30.00 | 3 | – |" in text
+    assert "bot **25.19 ms**, bare 1.45 ms" in text
     assert "commit `abc123def456`" in text
 
 
