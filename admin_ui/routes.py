@@ -324,7 +324,7 @@ def _sandbox_fields(kind: str, port: int) -> dict[str, Any]:
     return {"telegram_api_base_url": f"{base}/telegram", "bot_token": "123456:" + token}
 
 
-@router.post("/ui/bots/{kind}/{bot_id}/{action}", response_class=HTMLResponse)
+@router.post("/ui/bots/{kind}/{bot_id}/control/{action}", response_class=HTMLResponse)
 async def bot_action(
     request: Request, user: UserDep, kind: str, bot_id: str, action: str
 ) -> Response:
