@@ -42,13 +42,18 @@ def _db(client: TestClient, bot_id: str) -> Path:
 
 
 def _write_history(path: Path) -> None:
-    """Two customers, as the bot records them: Ana (3 messages, last out), Ben (1 in, newer), all today."""
+    """Two customers as the bot records them, today: Ana (3, last out), Ben (1 in, newer)."""
     store = BotStore.open(path)
     try:
         t0 = datetime.now(UTC) - timedelta(seconds=30)
         ana = store.resolve_user(CustomerRef(phone="+48600100200", profile_name="Ana"), now=t0)
         store.add_message(
-            direction="in", customer="+48600100200", type_="text", text="hi", user_id=ana.id, now=t0
+            direction="in",
+            customer="+48600100200",
+            type_="text",
+            text="hi",
+            user_id=ana.id,
+            now=t0,
         )
         store.add_message(
             direction="out",
