@@ -175,6 +175,9 @@ def _apply(
     for key in fields:
         if key not in allowed:
             raise FieldError(["body", key], f"{key!r} is not a setting of a {kind} bot")
+    if "webhook_port" in fields:
+        # A port the user chose is kept; an empty one is allocated (and may move) at start.
+        instance.config = {**(instance.config or {}), "port_auto": fields["webhook_port"] is None}
     if fields.get("webhook_port") is not None:
         _check_port(
             session=session,

@@ -373,9 +373,12 @@ class Supervisor:
             if not instance.enabled:
                 raise SupervisorError(409, "bot is disabled; enable it before starting")
             port = instance.webhook_port
-            if port is None:
+            auto = bool((instance.config or {}).get("port_auto"))
+            if port is None or (auto and not port_is_free(self.settings.bot_host, port)):
+                # No port chosen (or ours was allocated and something else took it): allocate.
                 port = self._allocate_port(session, instance)
                 instance.webhook_port = port
+                instance.config = {**(instance.config or {}), "port_auto": True}
             elif not port_is_free(self.settings.bot_host, port):
                 raise SupervisorError(
                     409, f"port {port} is already in use by another program; choose another port"
@@ -457,7 +460,8 @@ class Supervisor:
             if not instance.enabled:
                 raise SupervisorError(409, "bot is disabled; enable it before starting")
             port = instance.webhook_port
-            if port is not None and not port_is_free(self.settings.bot_host, port):
+            auto = bool((instance.config or {}).get("port_auto"))
+            if port is not None and not auto and not port_is_free(self.settings.bot_host, port):
                 raise SupervisorError(
                     409, f"port {port} is already in use by another program; choose another port"
                 )

@@ -23,6 +23,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.botkit import access
@@ -206,7 +207,12 @@ class InboxWorker:
             transcript = await self.transcribe(message)
             text = f"[voice] {transcript}" if transcript else "[voice]"
 
-        limit = access.rate_limit(ctx.config)
+        state = store.load_state(user)
+        # Pressing the bot's own buttons and answering its free-text funnel steps is the funnel
+        # working, not a flood: those messages neither trip nor count toward the rate limit
+        # (with the seed's 5 per 5 h default, a quiz alone would otherwise hit it).
+        counted = not message.payload and not (state.funnel_state and message.kind == "text")
+        limit = access.rate_limit(ctx.config) if counted else None
         if limit is not None:
             count, window = limit
             window_start = now - window
@@ -219,7 +225,7 @@ class InboxWorker:
             )
             if decision != "ok":
                 with store.transaction():
-                    self._record_inbound(row, user, text)
+                    self._record_inbound(row, user, text, counted=counted)
                     store.add_event(user.id, "rate_limited", {"decision": decision}, now=now)
                     if decision == "notice":
                         store.set_rate_notice(user.id, now=now)
@@ -232,7 +238,6 @@ class InboxWorker:
                 logger.info("rate limit applied", extra={**extra, "decision": decision})
                 return
 
-        state = store.load_state(user)
         replies: list[Reply]
         events: list[RouteEvent]
         handler: str
@@ -259,7 +264,7 @@ class InboxWorker:
             replies.append(TextReply(await self.llm_text(user, text)))
 
         with store.transaction():
-            self._record_inbound(row, user, text)
+            self._record_inbound(row, user, text, counted=counted)
             store.save_state(user.id, new_state, now=now)
             for event in events:
                 store.add_event(user.id, event.type, event.data, now=now)
@@ -272,7 +277,7 @@ class InboxWorker:
             extra={**extra, "handler": handler, "replies": len(replies), "llm": needs_llm},
         )
 
-    def _record_inbound(self, row: InboxRow, user: User, text: str) -> None:
+    def _record_inbound(self, row: InboxRow, user: User, text: str, *, counted: bool) -> None:
         store = self.ctx.store
         message = row.message
         now = self.ctx.clock()
@@ -283,9 +288,11 @@ class InboxWorker:
             text=text,
             user_id=user.id,
             provider_message_id=message.provider_message_id,
+            rate_counted=counted,
             now=now,
         )
-        store.touch_inbound(user.id, now=now)
+        sent_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+        store.touch_inbound(user.id, now=now, sent_at=sent_at)
 
     async def llm_text(self, user: User, text: str) -> str:
         """Ask the orchestrator's LLM; fall back to the configured text on any failure."""

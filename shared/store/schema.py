@@ -123,6 +123,10 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 2: messages the rate limit does not count (funnel button presses and step answers)
+    """
+    ALTER TABLE messages ADD COLUMN rate_counted INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 

@@ -432,12 +432,20 @@ class BotStore:
         ).fetchone()
         return row is not None
 
-    def touch_inbound(self, user_id: int, *, now: datetime | None = None) -> None:
-        """Record that the customer just wrote (opens the 24-hour window)."""
+    def touch_inbound(
+        self, user_id: int, *, now: datetime | None = None, sent_at: datetime | None = None
+    ) -> None:
+        """Record that the customer wrote (opens the 24-hour window).
+
+        ``sent_at`` is when the customer sent it (the provider's timestamp): a delivery Meta
+        retried for hours must not reopen a window that has closed. The window never moves back.
+        """
         stamp = iso(now or utcnow())
+        sent = iso(min(sent_at, now or utcnow())) if sent_at else stamp
         self.conn.execute(
-            "UPDATE users SET last_inbound_at = ?, last_seen = ? WHERE id = ?",
-            (stamp, stamp, user_id),
+            "UPDATE users SET last_inbound_at = MAX(COALESCE(last_inbound_at, ''), ?), "
+            "last_seen = ? WHERE id = ?",
+            (sent, stamp, user_id),
         )
 
     def set_rate_notice(self, user_id: int, *, now: datetime | None = None) -> None:
@@ -534,14 +542,19 @@ class BotStore:
         error: str | None = None,
         error_code: int | None = None,
         outbox_id: int | None = None,
+        rate_counted: bool = True,
         now: datetime | None = None,
     ) -> int:
-        """Record one inbound (``in``) or outbound (``out``) message."""
+        """Record one inbound (``in``) or outbound (``out``) message.
+
+        ``rate_counted=False`` marks an inbound message the rate limit does not count (a press
+        of the bot's own buttons, an answer to a funnel step).
+        """
         stamp = iso(now or utcnow())
         cur = self.conn.execute(
             "INSERT INTO messages (user_id, customer, direction, provider_message_id, type, text, "
-            "status, error, error_code, outbox_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, error, error_code, outbox_id, rate_counted, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 user_id,
                 customer,
@@ -553,6 +566,7 @@ class BotStore:
                 error,
                 error_code,
                 outbox_id,
+                int(rate_counted),
                 stamp,
                 stamp,
             ),
@@ -622,11 +636,11 @@ class BotStore:
         ]
 
     def count_inbound_since(self, user_id: int, since: datetime) -> int:
-        """Return how many messages the customer sent since ``since``."""
+        """Return how many rate-counted messages the customer sent since ``since``."""
         return int(
             self.conn.execute(
                 "SELECT COUNT(*) FROM messages WHERE user_id = ? AND direction = 'in' "
-                "AND created_at >= ?",
+                "AND rate_counted = 1 AND created_at >= ?",
                 (user_id, iso(since)),
             ).fetchone()[0]
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ class OrchestratorProcess:
     def __init__(self, root: Path, **env: str) -> None:
         self.root = root
         self.port = free_port()
+        base = random.randrange(20000, 40000, 300)  # noqa: S311 - not security
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -41,6 +43,9 @@ class OrchestratorProcess:
             "FLOTILLA_PORT": str(self.port),
             "FLOTILLA_SECRET_KEY": SECRET_KEY,
             "FLOTILLA_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            # A port range of its own, so parallel runs on one machine do not collide.
+            "FLOTILLA_PORT_RANGE_START": str(base),
+            "FLOTILLA_PORT_RANGE_END": str(base + 299),
             "PYTHONPATH": str(REPO),
             **env,
         }

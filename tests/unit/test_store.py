@@ -11,6 +11,7 @@ import pytest
 from shared.channels.base import CustomerRef, InboundMessage
 from shared.routing.types import ConversationState
 from shared.store import BotStore
+from shared.store.schema import MIGRATIONS
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -31,7 +32,7 @@ def test_file_is_wal_and_migrated(tmp_path: Path) -> None:
     BotStore.open(path).close()
     store = BotStore.open(path)  # re-open: migrations are idempotent
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     tables = {
         r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
     }
