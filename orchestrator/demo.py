@@ -66,19 +66,20 @@ async def ensure_demo_bot(app: FastAPI) -> None:
             box=app.state.box,
             reserved_ports={settings.port, settings.sandbox_port},
         )
+        instance_id = instance.id
         crud.audit(
             session=session,
             actor=None,
             action="instance.create_demo",
             object_type="whatsapp",
-            object_id=instance.id,
+            object_id=instance_id,
         )
     path = settings.data_dir / "demo-bot.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(
             {
-                "instance_id": instance.id,
+                "instance_id": instance_id,
                 "kind": "whatsapp",
                 "app_secret": app_secret,
                 "verify_token": verify_token,
@@ -87,4 +88,4 @@ async def ensure_demo_bot(app: FastAPI) -> None:
             },
             fh,
         )
-    logger.info("demo bot created", extra={"bot_id": instance.id})
+    logger.info("demo bot created", extra={"bot_id": instance_id})

@@ -1,6 +1,10 @@
 """Play a WhatsApp customer: sign and post a message to a bot's webhook, print the bot's replies.
 
-Example (a bot on port 8101 against the sandbox on 8090)::
+With `make run` going, talk to its demo bot::
+
+    python scripts/play_customer.py --demo --text hi
+
+Or any bot (here on port 8101, against the sandbox on 8090)::
 
     python scripts/play_customer.py --bot http://127.0.0.1:8101 --sandbox http://127.0.0.1:8090 \
         --app-secret "$APP_SECRET" --from +15550100001 --text "hello"
@@ -127,9 +131,18 @@ async def play(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and play one customer message."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bot", required=True, help="bot base URL, e.g. http://127.0.0.1:8101")
+    parser.add_argument(
+        "--demo",
+        nargs="?",
+        const="data/demo-bot.json",
+        default="",
+        help="talk to the `make run` demo bot (reads its secret from data/demo-bot.json and "
+        "posts through the orchestrator's /hooks address)",
+    )
+    parser.add_argument("--orchestrator", default="http://127.0.0.1:8000", help="with --demo")
+    parser.add_argument("--bot", default="", help="bot base URL, e.g. http://127.0.0.1:8101")
     parser.add_argument("--sandbox", default="http://127.0.0.1:8090", help="sandbox base URL")
-    parser.add_argument("--app-secret", required=True, help="the bot's Meta app secret")
+    parser.add_argument("--app-secret", default="", help="the bot's Meta app secret")
     parser.add_argument("--from", dest="sender", default="", help="customer phone")
     parser.add_argument("--bsuid", default="", help="customer BSUID (user_id)")
     parser.add_argument("--username", default="", help="WhatsApp username, e.g. @maria")
@@ -140,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phone-number-id", default="106540352242922")
     parser.add_argument("--wait", type=float, default=2.0, help="seconds to collect replies")
     args = parser.parse_args(argv)
+    if args.demo:
+        with open(args.demo, encoding="utf-8") as fh:
+            demo = json.load(fh)
+        args.app_secret = args.app_secret or demo["app_secret"]
+        args.sandbox = demo.get("sandbox_url", args.sandbox)
+        args.phone_number_id = demo.get("phone_number_id", args.phone_number_id)
+        args.bot = args.bot or f"{args.orchestrator}/hooks/whatsapp/{demo['instance_id']}"
+        args.sender = args.sender or "+15550100001"
+    if not args.bot or not args.app_secret:
+        parser.error("give --bot and --app-secret, or --demo")
     if not args.sender and not args.bsuid:
         parser.error("give --from (phone) or --bsuid")
     return asyncio.run(play(args))
