@@ -221,6 +221,8 @@ class SenderStats:
     #: monotonic times of non-200 answers and connection errors (bot down windows).
     failures_at: list[float] = field(default_factory=list)
     ok_at: list[float] = field(default_factory=list)
+    #: monotonic time of the 200 that ended each delivery, by message id (the last one wins).
+    ok_by_id: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
@@ -276,6 +278,7 @@ class MetaSender:
             self.stats.statuses[status] += 1
             if status == "200":
                 self.stats.ok_at.append(time.monotonic())
+                self.stats.ok_by_id[wamid] = self.stats.ok_at[-1]
                 return True
             self.stats.failures_at.append(time.monotonic())
             if time.monotonic() + backoff > deadline:
