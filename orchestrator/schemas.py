@@ -39,8 +39,12 @@ CHANNEL_FIELDS: dict[str, dict[str, Any]] = {
         "from_number": "",
         "messaging_service_sid": "",
         "twilio_base_url": "https://api.twilio.com",
+        "twilio_validate_signature": True,
     },
-    "telegram": {"telegram_api_base_url": "https://api.telegram.org"},
+    "telegram": {
+        "telegram_api_base_url": "https://api.telegram.org",
+        "telegram_set_webhook": True,
+    },
 }
 #: Settings every kind has, with their defaults.
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -59,6 +63,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "funnel": None,
     "fallback_text": "Thanks for your message! A colleague will get back to you shortly.",
     "knowledge_base_ids": [],
+    "public_url": "",
 }
 LLM_BACKEND_RE = re.compile(r"^(vllm|gemini|local|extractive|cloud:[A-Za-z0-9_-]{1,64})$")
 BSUID_RE = re.compile(r"^[A-Z]{2}\.[0-9A-Za-z]{6,64}$")
@@ -128,10 +133,13 @@ class InstanceFields(BaseModel):
     from_number: str | None = Field(default=None, max_length=32)
     messaging_service_sid: str | None = Field(default=None, max_length=64)
     twilio_base_url: str | None = Field(default=None, max_length=500)
+    twilio_validate_signature: bool | None = None
     # Telegram
     bot_token: str | None = Field(default=None, max_length=512)
     webhook_secret: str | None = Field(default=None, max_length=256)
     telegram_api_base_url: str | None = Field(default=None, max_length=500)
+    telegram_set_webhook: bool | None = None
+    public_url: str | None = Field(default=None, max_length=500)
 
     @field_validator("llm_backend")
     @classmethod
@@ -159,7 +167,9 @@ class InstanceFields(BaseModel):
                 raise ValueError(f"{value!r} is not a valid phone number") from exc
         return value
 
-    @field_validator("graph_api_base_url", "twilio_base_url", "telegram_api_base_url")
+    @field_validator(
+        "graph_api_base_url", "twilio_base_url", "telegram_api_base_url", "public_url"
+    )
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         if value and not re.match(r"^https?://[^\s/]+", value):

@@ -409,6 +409,8 @@ class Supervisor:
             "BOT_PORT": str(port),
             "BOT_HOST": self.settings.bot_host,
         }
+        if self.settings.public_url:
+            env["BOT_PUBLIC_URL"] = self.settings.public_url
         if w.kind == "whatsapp":
             env["WA_INSTANCE_ID"] = w.instance_id
             env["WA_INTERNAL_TOKEN"] = token

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import json
 import logging
 from collections import deque
 from collections.abc import Coroutine
@@ -28,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from shared.botkit import access
 from shared.channels.base import InboundMessage, Reply, TextReply, reply_from_dict
+from shared.funnel import load_funnel
 from shared.logging import request_id_var
+from shared.routing import chosen_option, route
 from shared.routing.types import ConversationState, RouteEvent, RouteResult
 from shared.store import InboxRow, User
 
@@ -43,21 +43,12 @@ NAV_MORE_PREFIX = "nav:more:"
 
 
 def _route(ctx: BotContext, message: InboundMessage, state: ConversationState) -> RouteResult:
-    """Call the shared router; until it exists, everything goes to the LLM/fallback path."""
-    try:
-        load_funnel = importlib.import_module("shared.funnel").load_funnel
-        route = importlib.import_module("shared.routing").route
-    except (ImportError, AttributeError):
-        return RouteResult(replies=[], state=state, needs_llm=True, handler="no_router")
-    funnel_config = ctx.config.get("funnel")
-    key = json.dumps(funnel_config, sort_keys=True, default=str)
-    funnel = ctx.funnel_cache.get(key)
+    """Call the shared router with the bot's funnel (loaded once per config, not per message)."""
+    funnel = ctx.funnel_cache.get("funnel")
     if funnel is None:
-        funnel = load_funnel(funnel_config)
-        ctx.funnel_cache.clear()
-        ctx.funnel_cache[key] = funnel
-    result: RouteResult = route(message, state, funnel)
-    return result
+        funnel = load_funnel(ctx.config.get("funnel"))
+        ctx.funnel_cache["funnel"] = funnel  # apply_config() clears it
+    return route(message, state, funnel)
 
 
 def _reply_text(reply: Reply) -> str:
@@ -211,7 +202,11 @@ class InboxWorker:
         # Pressing the bot's own buttons and answering its free-text funnel steps is the funnel
         # working, not a flood: those messages neither trip nor count toward the rate limit
         # (with the seed's 5 per 5 h default, a quiz alone would otherwise hit it).
-        counted = not message.payload and not (state.funnel_state and message.kind == "text")
+        counted = not (
+            message.payload
+            or (message.kind == "text" and state.funnel_state)
+            or (message.kind == "text" and chosen_option(message.text, state))
+        )
         limit = access.rate_limit(ctx.config) if counted else None
         if limit is not None:
             count, window = limit

@@ -5,13 +5,14 @@ the callback vocabulary.
 """
 
 from shared.routing.context import reply_options
-from shared.routing.router import is_greeting, route
+from shared.routing.router import chosen_option, is_greeting, route
 from shared.routing.types import ConversationState, RouteEvent, RouteResult
 
 __all__ = [
     "ConversationState",
     "RouteEvent",
     "RouteResult",
+    "chosen_option",
     "is_greeting",
     "reply_options",
     "route",

@@ -87,6 +87,24 @@ def _customer_ref(message: InboundMessage) -> str | None:
         return None
 
 
+def chosen_option(text: str, state: ConversationState) -> str | None:
+    """The callback a typed option title or number picks among the options last offered.
+
+    A typed number counts only when no free-text step is waiting for an answer (then the
+    number is the answer). Returns ``None`` when the text picks nothing.
+    """
+    typed = normalize(text or "")
+    if not typed:
+        return None
+    options = _offered_options(state)
+    by_title = next((cb for cb, title in options if normalize(title) == typed), None)
+    if by_title:
+        return by_title
+    if not state.funnel_state and typed.isdigit() and 1 <= int(typed) <= len(options):
+        return options[int(typed) - 1][0]
+    return None
+
+
 def _route(turn: Turn, message: InboundMessage) -> list[Reply]:
     if message.payload:
         return handle_callback(turn, message.payload)

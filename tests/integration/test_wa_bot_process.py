@@ -34,6 +34,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def fresh(name: str) -> bytes:
+    """A recorded payload as Meta would deliver it now (inside the 24-hour window)."""
+    body = json.loads((DATA / name).read_text())
+    for entry in body["entry"]:
+        for change in entry["changes"]:
+            for message in change["value"].get("messages", []):
+                message["timestamp"] = str(int(time.time()))
+    return json.dumps(body).encode()
+
+
 async def wait_health(
     session: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process, timeout: float = 15
 ) -> dict[str, Any]:
@@ -97,7 +107,7 @@ async def test_bot_process_end_to_end(tmp_path: Path) -> None:
             assert health["kind"] == "whatsapp"
             assert (tmp_path / "wa_sales_support-bot.db").exists()
 
-            raw = (DATA / "text.json").read_bytes()
+            raw = fresh("text.json")
             headers = {"X-Hub-Signature-256": sign(raw, APP_SECRET)}
             for _ in range(2):  # duplicate delivery
                 async with session.post(f"{bot}/webhook", data=raw, headers=headers) as r:
@@ -112,7 +122,7 @@ async def test_bot_process_end_to_end(tmp_path: Path) -> None:
             ) as r:
                 assert r.status == 403
 
-            raw_u = (DATA / "username_bsuid.json").read_bytes()
+            raw_u = fresh("username_bsuid.json")
             async with session.post(
                 f"{bot}/webhook",
                 data=raw_u,

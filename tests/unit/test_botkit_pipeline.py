@@ -105,6 +105,24 @@ async def test_rate_limit_notice_once_then_silence_until_window_moves(h: Harness
     assert [m["text"] for m in await h.sent(TO)][-1] == "FALLBACK: a person will answer soon."
 
 
+async def test_funnel_answers_do_not_count_toward_the_rate_limit(h: Harness) -> None:
+    h.ctx.config.update(rate_limit_count=2, rate_limit_hours=1, rate_limit_text="SLOW DOWN")
+    h.ctx.accept_inbound(text("wamid.f0", "hi"))  # counted: 1
+    await h.settle()
+    h.ctx.accept_inbound(text("wamid.f1", "1"))  # a typed number picks an offered option
+    await h.settle()
+    h.ctx.accept_inbound(text("wamid.f2", "2"))  # and again, on the next menu
+    await h.settle()
+    texts = [m["text"] for m in await h.sent(TO)]
+    assert "SLOW DOWN" not in texts
+    assert len(texts) == 3
+    h.ctx.accept_inbound(text("wamid.f3", "zxqv free text"))  # counted: 2
+    await h.settle()
+    h.ctx.accept_inbound(text("wamid.f4", "zxqv more free text"))  # counted: 3 > 2
+    await h.settle()
+    assert [m["text"] for m in await h.sent(TO)][-1] == "SLOW DOWN"
+
+
 async def test_free_form_outside_24h_is_not_sent_without_template(h: Harness) -> None:
     h.ctx.accept_inbound(text("wamid.w", "zxqv hi"))
     await h.process_inbox()
