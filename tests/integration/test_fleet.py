@@ -68,7 +68,8 @@ def test_start_status_health_logs_stop(orch: OrchestratorProcess) -> None:
     ready_s = time.monotonic() - started
     assert st["pid"]
     assert st["port"]
-    assert 8100 <= st["port"] <= 8999  # allocated from the default range
+    lo, hi = (int(orch.env[f"FLOTILLA_PORT_RANGE_{e}"]) for e in ("START", "END"))
+    assert lo <= st["port"] <= hi  # allocated from the configured range
     assert st["rss_mb"] > 5
     assert st["restarts"] == 0
     assert orch.api("GET", "/admin/whatsapp/instances/life-cycle").json()["auto_start"] is True
