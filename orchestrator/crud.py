@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from orchestrator.models import AuditLog, BotInstance, User, utcnow
+from orchestrator.models import AuditLog, BotInstance, KnowledgeBase, User, utcnow
 from orchestrator.schemas import (
     CHANNEL_FIELDS,
     COMMON_DEFAULTS,
@@ -160,6 +160,18 @@ def _check_funnel(funnel: dict[str, Any] | None) -> None:
         raise FieldError(["body", "funnel", *first["loc"]], str(first["msg"])) from exc
 
 
+def _check_knowledge_bases(*, session: Session, kb_ids: list[str], owner_id: int | None) -> None:
+    """Each base must exist and belong to the bot's owner (an admin's bot may use any)."""
+    owner = session.get(User, owner_id) if owner_id is not None else None
+    for index, kb_id in enumerate(kb_ids):
+        kb = session.get(KnowledgeBase, kb_id)
+        loc: list[str | int] = ["body", "knowledge_base_ids", index]
+        if kb is None:
+            raise FieldError(loc, f"knowledge base {kb_id!r} does not exist")
+        if not (owner is not None and (owner.role == "admin" or kb.owner_id == owner.id)):
+            raise FieldError(loc, f"knowledge base {kb_id!r} belongs to another user")
+
+
 def _apply(
     *,
     session: Session,
@@ -187,6 +199,12 @@ def _apply(
         )
     if "funnel" in fields:
         _check_funnel(fields["funnel"])
+    if fields.get("knowledge_base_ids"):
+        _check_knowledge_bases(
+            session=session,
+            kb_ids=fields["knowledge_base_ids"],
+            owner_id=fields.get("owner_id", instance.owner_id),
+        )
     config = dict(instance.config or {})
     secrets = box.decrypt(instance.secrets_enc)
     for key, value in fields.items():

@@ -25,10 +25,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_ui.routes import STATIC_DIR
 from admin_ui.routes import router as admin_ui_router
-from orchestrator.api.routes import auth, conversations, fleet, hooks, instances, users
+from orchestrator.api.ai_deps import install_ai
+from orchestrator.api.routes import (
+    ai,
+    auth,
+    conversations,
+    fleet,
+    hooks,
+    instances,
+    knowledge,
+    llm_providers,
+    users,
+)
 from orchestrator.crud import FieldError
 from orchestrator.db import make_engine, migrate
 from orchestrator.demo import ensure_demo_bot, start_sandbox, stop_sandbox
+from orchestrator.internal import ai_routes as internal_ai_routes
 from orchestrator.internal import routes as internal_routes
 from orchestrator.logging_setup import request_id_var
 from orchestrator.security import SecretBox
@@ -137,6 +149,8 @@ def create_app(
 
     app.state.startup_hooks.append(_start_supervisor)
     app.state.shutdown_hooks.append(_stop_supervisor)
+    # The AI service is built on first use (models load later still): startup stays fast.
+    install_ai(app, settings, engine, app.state.box)
 
     registry = CollectorRegistry()
     metrics: dict[str, Any] = {
@@ -203,7 +217,11 @@ def create_app(
     app.include_router(users.router)
     app.include_router(instances.router)
     app.include_router(fleet.router)
+    app.include_router(knowledge.router)
+    app.include_router(llm_providers.router)
+    app.include_router(ai.router)
     app.include_router(internal_routes.router)
+    app.include_router(internal_ai_routes.router)
     app.include_router(hooks.router)
     app.include_router(conversations.router)
     app.include_router(admin_ui_router)

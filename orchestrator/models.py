@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
@@ -68,3 +68,45 @@ class AuditLog(SQLModel, table=True):
     object_type: str = Field(max_length=32)
     object_id: str = Field(default="", max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class KnowledgeBase(SQLModel, table=True):
+    """A knowledge base: who owns it. Its documents and FAISS index live in
+    ``{data_dir}/kb/{id}/`` (``orchestrator.ai.rag.store``)."""
+
+    __tablename__ = "knowledge_bases"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    owner_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    created_at: datetime = _ts()
+
+
+class LLMProvider(SQLModel, table=True):
+    """An LLM provider an admin configured; bots name it as ``cloud:{id}``.
+    The API key lives only in ``api_key_enc`` (Fernet-encrypted JSON)."""
+
+    __tablename__ = "llm_providers"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=32)  # openai-compatible | gemini
+    base_url: str = Field(default="", max_length=500)
+    model: str = Field(default="", max_length=200)
+    api_key_enc: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class TokenUsage(SQLModel, table=True):
+    """Tokens one bot used on one UTC day (summed over its generations)."""
+
+    __tablename__ = "ai_token_usage"
+    __table_args__ = (UniqueConstraint("bot_id", "day", name="uq_ai_token_usage_bot_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(max_length=64, index=True)
+    day: date
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.ai.config import AISettings
 
 
 class Settings(BaseSettings):
@@ -48,6 +51,43 @@ class Settings(BaseSettings):
     sandbox: bool = False
     sandbox_port: int = 8090
     demo_bot: bool = False
+    # AI backends (FLOTILLA_AI_*); see orchestrator/ai/config.py AISettings and docs/ai.md.
+    ai_default_llm_backend: str = "extractive"
+    ai_llm_timeout_s: float = 30.0
+    ai_llm_total_timeout_s: float = 60.0
+    ai_llm_max_retries: int = 3
+    ai_llm_backoff_base_s: float = 0.5
+    ai_llm_backoff_max_s: float = 10.0
+    ai_llm_history_messages: int = 10
+    ai_vllm_base_url: str = "http://127.0.0.1:8001/v1"
+    ai_vllm_api_key: str = "EMPTY"
+    ai_vllm_model: str = ""
+    ai_gemini_api_key: str = ""
+    ai_gemini_base_url: str = ""
+    ai_gemini_model: str = "gemini-2.5-flash"
+    ai_local_model_path: Path | None = None
+    ai_local_n_ctx: int = 2048
+    ai_local_threads: int = 2
+    ai_embedding_model_path: Path | None = None
+    ai_chunk_size: int = 700
+    ai_chunk_overlap: int = 120
+    ai_rag_top_k: int = 4
+    ai_rag_min_score: float = 0.25
+    ai_extractive_min_score: float = 0.4
+    ai_escalation_text: str = "Thanks for your question! A colleague will get back to you shortly."
+    ai_max_import_bytes: int = 250 * 1024 * 1024
+    ai_max_upload_bytes: int = 50 * 1024 * 1024
+    ai_tts_engine: str = "piper"
+    ai_piper_voice_path: Path | None = None
+    ai_piper_voices_dir: Path | None = None
+    ai_tts_sample_rate: int = 24000
+    ai_xtts_base_url: str = ""
+    ai_openvoice_base_url: str = ""
+    ai_tts_timeout_s: float = 60.0
+    ai_stt_backend: str = ""
+    ai_stt_base_url: str = ""
+    ai_stt_api_key: str = ""
+    ai_stt_model: str = "whisper-1"
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -59,6 +99,16 @@ class Settings(BaseSettings):
     def orchestrator_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104 - compare only
         return f"http://{host}:{self.port}"
+
+    def ai_settings(self) -> AISettings:
+        """The AI backends' settings: every ``ai_*`` field, empty strings meaning unset."""
+        values: dict[str, Any] = {"data_dir": self.data_dir}
+        for name in AISettings.model_fields:
+            value = getattr(self, f"ai_{name}", None)
+            if value is None:
+                continue
+            values[name] = value if value != "" else None
+        return AISettings(**{k: v for k, v in values.items() if v is not None})
 
     def ensure_dirs(self) -> None:
         """Create the data and logs directories."""

@@ -13,7 +13,7 @@ from orchestrator.ai.llm.base import ChatMessage, LLMBackend, LLMError, LLMParam
 from orchestrator.ai.llm.extractive import ExtractiveBackend
 from orchestrator.ai.llm.local import LocalLlamaBackend
 from orchestrator.ai.llm.router import get_backend, provider_backend, retry_policy
-from orchestrator.ai.rag.embeddings import Embedder
+from orchestrator.ai.rag.embeddings import Embedder, shared_embedder
 from orchestrator.ai.rag.store import KnowledgeBaseStore
 from orchestrator.ai.rag.types import SearchResult
 from orchestrator.ai.stt.base import STTBackend, STTError
@@ -92,7 +92,7 @@ class AIService:
         providers: resolves ``cloud:{provider_id}`` to a provider (sync or async); the
             orchestrator passes a DB lookup that decrypts the key.
         usage: token usage recorder; a new in-memory one when ``None``.
-        embedder: shared embedder; built from settings when ``None``.
+        embedder: embedder; the process-wide one for the settings' model when ``None``.
         kb: knowledge-base store; built under ``{data_dir}/kb`` when ``None``.
     """
 
@@ -108,7 +108,7 @@ class AIService:
         self.settings = settings
         self.providers = providers
         self.usage = usage or UsageRecorder()
-        self.embedder = embedder or Embedder(settings.embedding_model_path)
+        self.embedder = embedder or shared_embedder(settings.embedding_model_path)
         self.kb = kb or KnowledgeBaseStore(
             settings.kb_dir,
             self.embedder,

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import pool
 from sqlmodel import SQLModel, create_engine
 
-import orchestrator.models  # noqa: F401 - registers the tables on SQLModel.metadata
+import orchestrator.models  # noqa: F401 - registers the tables (incl. the AI ones)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -89,3 +89,26 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_shared: dict[Path, Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_embedder(model_path: Path | None = None) -> Embedder:
+    """The process-wide :class:`Embedder` for ``model_path`` (one model copy per process).
+
+    Every :class:`~orchestrator.ai.service.AIService` built in one process (an app rebuilt by
+    tests, several apps in one server) shares the loaded model instead of loading it again.
+
+    Args:
+        model_path: a sentence-transformers model directory; ``None`` = bundled MiniLM.
+
+    Returns:
+        The embedder (its model still loads lazily, on first use).
+    """
+    key = Path(model_path).resolve() if model_path else bundled_model_path()
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = Embedder(key)
+        return _shared[key]
