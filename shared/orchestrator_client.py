@@ -239,3 +239,65 @@ class OrchestratorClient:
         if not isinstance(data, dict) or not str(data.get("text") or "").strip():
             return None
         return data
+
+    async def post_stt(
+        self, audio: bytes, mime: str = "audio/ogg", filename: str = "voice.ogg"
+    ) -> str | None:
+        """Transcribe a customer's voice message through ``POST /internal/stt``.
+
+        Args:
+            audio: the voice message bytes as the provider delivered them.
+            mime: their MIME type.
+            filename: a file name for the multipart upload.
+
+        Returns:
+            The transcript, or ``None`` when there is none (STT not configured, 4xx/5xx,
+            timeout, connection error, empty text): the caller treats the note as untranscribed.
+        """
+        form = aiohttp.FormData()
+        form.add_field("file", audio, filename=filename, content_type=mime)
+        try:
+            async with self._get_session().post(
+                f"{self.base_url}/internal/stt",
+                data=form,
+                headers=self._headers(),
+                timeout=self._llm_timeout,
+            ) as resp:
+                if resp.status != 200:
+                    logger.info("transcription unavailable", extra={"status": resp.status})
+                    return None
+                data = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            logger.warning("transcription failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
+        text = str(data.get("text") or "").strip() if isinstance(data, dict) else ""
+        return text or None
+
+    async def post_tts(self, text: str, voice: str | None = None) -> bytes | None:
+        """Speak ``text`` with this bot's TTS engine through ``POST /internal/tts``.
+
+        Args:
+            text: what to say.
+            voice: a voice name; the bot's ``tts_voice`` when ``None``.
+
+        Returns:
+            OGG/Opus bytes, or ``None`` on any failure (the text reply goes out alone).
+        """
+        body: dict[str, Any] = {"text": text}
+        if voice:
+            body["voice"] = voice
+        try:
+            async with self._get_session().post(
+                f"{self.base_url}/internal/tts",
+                json=body,
+                headers=self._headers(),
+                timeout=self._llm_timeout,
+            ) as resp:
+                if resp.status != 200:
+                    logger.info("speech unavailable", extra={"status": resp.status})
+                    return None
+                audio = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("speech failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
+        return audio or None

@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.botkit import access
-from shared.channels.base import InboundMessage, Reply, TextReply, reply_from_dict
+from shared.channels.base import (
+    AudioReply,
+    InboundMessage,
+    Reply,
+    SendError,
+    TextReply,
+    reply_from_dict,
+)
 from shared.funnel import load_funnel
 from shared.logging import request_id_var
 from shared.routing import chosen_option, route
@@ -40,6 +47,7 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 HISTORY_LIMIT = 20
 NAV_MORE_PREFIX = "nav:more:"
+TTS_MAX_CHARS = 1000
 
 
 def _route(ctx: BotContext, message: InboundMessage, state: ConversationState) -> RouteResult:
@@ -271,6 +279,7 @@ class InboxWorker:
             "message handled",
             extra={**extra, "handler": handler, "replies": len(replies), "llm": needs_llm},
         )
+        await self.speak(user, replies, source_inbox_id=row.id)
 
     def _record_inbound(self, row: InboxRow, user: User, text: str, *, counted: bool) -> None:
         store = self.ctx.store
@@ -301,13 +310,60 @@ class InboxWorker:
         return str(answer["text"])
 
     async def transcribe(self, message: InboundMessage) -> str | None:
-        """Speech-to-text hook for voice notes.
+        """Speech-to-text for a voice note: download it from the provider, post it to
+        ``/internal/stt``; the caller marks the transcript ``[voice]`` and routes it as text.
 
-        Returns ``None`` until the AI issue lands ``/internal/stt`` (then: download the media
-        through the channel adapter, post it, and return the text; the runtime marks it
-        ``[voice]`` and routes it as text).
+        Returns:
+            The transcript, or ``None`` (no client, a channel that cannot download media,
+            download or transcription failed): the note is answered with the fallback text.
         """
-        return None
+        client = self.ctx.client
+        download = getattr(self.ctx.adapter, "download_media", None)
+        if client is None or download is None or not message.media_id:
+            return None
+        try:
+            audio, mime = await download(message.media_id)
+        except SendError as exc:
+            logger.warning("voice note download failed", extra={"error": str(exc)})
+            return None
+        mime = str(mime or message.media_mime or "audio/ogg").split(";")[0].strip()
+        transcript: str | None = await client.post_stt(audio, mime or "audio/ogg")
+        return transcript
+
+    async def speak(self, user: User, replies: list[Reply], *, source_inbox_id: int) -> None:
+        """With ``tts_enabled``, follow the text replies with a voice note saying them.
+
+        The OGG/Opus comes from ``/internal/tts`` and is uploaded to the provider first, so
+        the outbox row holds only a media id. Best effort: any failure leaves the text alone.
+        """
+        ctx = self.ctx
+        if not ctx.config.get("tts_enabled") or ctx.client is None:
+            return
+        text = "\n".join(
+            r.text.strip() for r in replies if isinstance(r, TextReply) and r.text.strip()
+        )
+        if not text:
+            return
+        upload = getattr(ctx.adapter, "upload_media", None)
+        if upload is None:
+            logger.info("voice reply skipped: this channel cannot upload audio")
+            return
+        audio = await ctx.client.post_tts(text[:TTS_MAX_CHARS])
+        if audio is None:
+            return
+        try:
+            media_id = str(await upload(audio, "audio/ogg"))
+        except SendError as exc:
+            logger.warning("voice reply upload failed", extra={"error": str(exc)})
+            return
+        ctx.enqueue_reply(
+            user.ref(),
+            AudioReply(media_id=media_id),
+            user_id=user.id,
+            source_inbox_id=source_inbox_id,
+        )
+        ctx.wake_outbox()
+        logger.info("voice reply queued", extra={"media_id": media_id, "bytes": len(audio)})
 
 
 def _fields(message: InboundMessage) -> dict[str, Any]:
