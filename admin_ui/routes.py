@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from sqlmodel import Session
 
 from admin_ui.api_client import AdminApi, ApiResult
@@ -118,6 +120,20 @@ def _log_line(line: str) -> dict[str, Any]:
     return {"ts": ts[11:23] if len(ts) > 19 else ts, "level": level, "msg": msg, "extra": extra}
 
 
+def _chat_format(text: str | None) -> Markup:
+    """WhatsApp-style ``*bold*``, ``_italic_``, ``~strike~`` on escaped text."""
+    out = str(escape(text or ""))
+    out = _BOLD_RE.sub(r"<b>\1</b>", out)
+    out = _ITALIC_RE.sub(r"<i>\1</i>", out)
+    out = _STRIKE_RE.sub(r"<s>\1</s>", out)
+    return Markup(out)  # noqa: S704 - built from escaped text
+
+
+_BOLD_RE = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
+_ITALIC_RE = re.compile(r"(?<![\w_])_(?!\s)([^_\n]+?)(?<!\s)_(?![\w_])")
+_STRIKE_RE = re.compile(r"(?<![\w~])~(?!\s)([^~\n]+?)(?<!\s)~(?![\w~])")
+
+templates.env.filters["chatfmt"] = _chat_format
 templates.env.filters["ago"] = _ago
 templates.env.filters["clock"] = _clock
 templates.env.filters["duration"] = _duration

@@ -323,3 +323,29 @@ def test_conversation_routes_are_in_openapi(client: TestClient) -> None:
     ):
         assert path in paths, path
     assert not any(p.startswith("/ui/") or p == "/login" for p in paths)
+
+
+def test_telegram_and_sms_replies_render_as_their_channel_shows_them() -> None:
+    from orchestrator.api.routes.conversations import render_sandbox_message
+
+    tg = render_sandbox_message(
+        "telegram",
+        {
+            "seq": 7,
+            "ts": 1.0,
+            "text": "Hello, <b>there</b> &amp; welcome",
+            "payload": {
+                "parse_mode": "HTML",
+                "reply_markup": {
+                    "inline_keyboard": [[{"text": "FAQ", "callback_data": "faq:menu"}]]
+                },
+            },
+        },
+    )
+    assert tg["text"] == "Hello, there & welcome"
+    assert tg["buttons"] == [{"id": "faq:menu", "title": "FAQ"}]
+    sms = render_sandbox_message(
+        "sms", {"seq": 8, "ts": 2.0, "type": "sms", "text": "1. FAQ\nReply with a number."}
+    )
+    assert sms["text"] == "1. FAQ\nReply with a number."
+    assert sms["buttons"] == []

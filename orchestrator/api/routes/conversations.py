@@ -8,6 +8,7 @@ The test chat reads what the bot sent from the sandbox providers' message log.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import re
@@ -43,6 +44,7 @@ BASE_URL_FIELD = {
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
 MAX_WAIT_S = 10.0
+_TAG_RE = re.compile(r"<[^>]+>")
 
 
 # ---------------------------------------------------------------- bodies
@@ -340,7 +342,10 @@ def render_graph(payload: dict[str, Any]) -> dict[str, Any]:
 
 def render_telegram(payload: dict[str, Any], text: str | None) -> dict[str, Any]:
     """A Bot API call as Telegram shows it: text with inline keyboard buttons."""
-    out: dict[str, Any] = {"type": "text", "text": text or "", "buttons": [], "list": None}
+    text = text or ""
+    if str(payload.get("parse_mode") or "").upper() == "HTML":
+        text = html.unescape(_TAG_RE.sub("", text))
+    out: dict[str, Any] = {"type": "text", "text": text, "buttons": [], "list": None}
     markup = payload.get("reply_markup") or {}
     if isinstance(markup, str):
         try:
