@@ -43,6 +43,14 @@ FAKE_SECRETS = {
 }
 
 
+#: Start/stop requests in flight at once in the "all at once" phase. With 100 (or ≥ ~15) in
+#: flight the orchestrator answers most with 500 after 30 s: each start route holds a pooled DB
+#: connection while the supervisor opens more in threads, and SQLAlchemy's default QueuePool
+#: (5 + 10 overflow) times out. The supervisor still gets every bot at once: each start returns
+#: as soon as the bot's watcher is spawned, long before the bot is ready.
+API_CONCURRENCY = 8
+
+
 def bare_baseline(samples: int, idle_s: float) -> dict[str, Any]:
     """Spawn → listening time, RSS/USS and idle CPU of a minimal aiohttp server process."""
     spawn_s: list[float] = []
@@ -176,9 +184,18 @@ def run(quick: bool = False) -> dict[str, Any]:
             headers = orch.headers
             async with httpx.AsyncClient(base_url=orch.url, headers=headers,
                                          timeout=120) as client:
+                slots = asyncio.Semaphore(API_CONCURRENCY)
+
+                async def start(bot_id: str) -> httpx.Response:
+                    async with slots:
+                        return await client.post(f"/admin/whatsapp/instances/{bot_id}/start")
+
+                async def stop(bot_id: str) -> httpx.Response:
+                    async with slots:
+                        return await client.post(f"/admin/whatsapp/instances/{bot_id}/stop")
+
                 t_wall, t0 = time.time(), time.monotonic()
-                answers = await asyncio.gather(*(
-                    client.post(f"/admin/whatsapp/instances/{b}/start") for b in ids))
+                answers = await asyncio.gather(*(start(b) for b in ids))
                 accepted_s = time.monotonic() - t0
                 bad = [r.text for r in answers if r.status_code != 200]
                 states: dict[str, str] = {}
@@ -193,10 +210,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                 per_bot = [running_at(logs / f"whatsapp_bot_{b}.log", t_wall) for b in ids]
                 ready = [ts - t_wall for ts in per_bot if ts is not None]
                 t1 = time.monotonic()
-                stops = await asyncio.gather(*(
-                    client.post(f"/admin/whatsapp/instances/{b}/stop") for b in ids))
+                stops = await asyncio.gather(*(stop(b) for b in ids))
                 stop_all_s = time.monotonic() - t1
             return {
+                "api_concurrency": API_CONCURRENCY,
                 "start_requests_answered_s": round(accepted_s, 3),
                 "start_errors": bad,
                 "running": sum(1 for b in ids if states.get(b) == "running"),
@@ -208,6 +225,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             }
 
         together = asyncio.run(all_at_once())
+        if together["start_errors"] or together["stop_errors"]:
+            together["orchestrator_log_tail"] = orch.tail_log(20)
         print(f"fleet all at once: all {n} ready in {together['all_ready_s']} s", flush=True)
         orch_mem_end = mem_mb(orch_pid)
 
@@ -220,6 +239,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                         "through the admin API",
                 "ready": "POST start → the supervisor's `starting -> running` log line "
                          "(first 200 from the bot's /control/health)",
+                "all_at_once": f"all start requests issued at once, at most {API_CONCURRENCY} "
+                               "in flight (known orchestrator issue: 15+ concurrent start "
+                               "requests exhaust its DB connection pool and answer 500)",
                 "memory": "psutil memory_full_info() of every bot process, 2 s after the last "
                           "one started (USS = memory unique to that process; PSS shares the "
                           "rest fairly)",
@@ -228,7 +250,12 @@ def run(quick: bool = False) -> dict[str, Any]:
             },
             "parameters": {"bots": n, "idle_window_s": idle_s},
             "baseline": baseline,
-            "one_at_a_time": {"ready": summary_ms(seq_ready)},
+            "one_at_a_time": {
+                "ready": summary_ms(seq_ready),
+                "ready_s_in_start_order": [round(x, 3) for x in seq_ready],
+                "first_half_p50_s": round(pct(seq_ready[: n // 2], 50), 3),
+                "second_half_p50_s": round(pct(seq_ready[n // 2:], 50), 3),
+            },
             "all_at_once": together,
             "memory": {
                 "bots_measured": len(mems),
@@ -244,7 +271,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                          "per_bot_pct_of_core": round(fleet_cpu / max(alive, 1), 3),
                          "orchestrator_pct_of_core": round(orch_cpu, 2),
                          "bots_alive": alive, "window_s": round(elapsed, 2)},
-            "graceful_stop": {**summary_ms(stop_s), "left_running": still},
+            "graceful_stop": {**summary_ms(stop_s), "left_running": still,
+                              "stop_s_in_order": [round(x, 3) for x in stop_s]},
             "orchestrator": {"empty": orch_mem_empty, "with_fleet": orch_mem_full,
                              "after_all_at_once": orch_mem_end},
         }
