@@ -32,6 +32,21 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _num(value: Any) -> int:
+    """An integer field (date, size); 0 when missing or not a finite number."""
+    if isinstance(value, bool):
+        return 0
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _id(value: Any) -> str | None:
+    """A ``file_id``-like string field; anything but a non-empty string is dropped."""
+    return value if isinstance(value, str) and value else None
+
+
 def customer_of(user: dict[str, Any]) -> CustomerRef:
     """Build a :class:`CustomerRef` from a Telegram ``User``.
 
@@ -55,7 +70,7 @@ def _largest_photo(photos: Any) -> dict[str, Any]:
     sizes = [p for p in photos if isinstance(p, dict)] if isinstance(photos, list) else []
     if not sizes:
         return {}
-    return max(sizes, key=lambda p: (p.get("file_size") or 0, p.get("width") or 0))
+    return max(sizes, key=lambda p: (_num(p.get("file_size")), _num(p.get("width"))))
 
 
 def _message(update_id: int, raw: dict[str, Any]) -> InboundMessage | None:
@@ -71,7 +86,7 @@ def _message(update_id: int, raw: dict[str, Any]) -> InboundMessage | None:
     message = InboundMessage(
         provider_message_id=f"update:{update_id}",
         customer=customer_of(sender),
-        timestamp=int(raw.get("date") or 0),
+        timestamp=_num(raw.get("date")),
         context_message_id=(
             str(_dict(raw.get("reply_to_message")).get("message_id"))
             if raw.get("reply_to_message")
@@ -86,20 +101,20 @@ def _message(update_id: int, raw: dict[str, Any]) -> InboundMessage | None:
     elif "voice" in raw or "audio" in raw:
         media = _dict(raw.get("voice") or raw.get("audio"))
         message.kind = "audio"
-        message.media_id = media.get("file_id") or None
-        message.media_mime = media.get("mime_type") or "audio/ogg"
+        message.media_id = _id(media.get("file_id"))
+        message.media_mime = _id(media.get("mime_type")) or "audio/ogg"
         message.text = caption
     elif "photo" in raw:
         photo = _largest_photo(raw.get("photo"))
         message.kind = "image"
-        message.media_id = photo.get("file_id") or None
+        message.media_id = _id(photo.get("file_id"))
         message.media_mime = "image/jpeg"
         message.text = caption
     elif "document" in raw:
         document = _dict(raw.get("document"))
         message.kind = "document"
-        message.media_id = document.get("file_id") or None
-        message.media_mime = document.get("mime_type") or None
+        message.media_id = _id(document.get("file_id"))
+        message.media_mime = _id(document.get("mime_type"))
         message.text = caption or str(document.get("file_name") or "")
     elif "location" in raw:
         location = _dict(raw.get("location"))

@@ -41,6 +41,25 @@ def _phone(raw: Any) -> str | None:
     return f"+{digits}" if digits else None
 
 
+def _text(value: Any) -> str | None:
+    """A string field as text, or ``None``: a number is kept as its digits, any other JSON type
+    (a list or object where Meta sends a string) is dropped instead of travelling on as a dict.
+    """
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _int(value: Any) -> int:
+    """A Unix timestamp or error code; 0 when it is missing or not a finite number."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -73,11 +92,13 @@ def customer_of(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Cust
     contact = _contact_for(message, contacts)
     profile = _dict(contact.get("profile"))
     customer = CustomerRef(
-        phone=_phone(message.get("from") or contact.get("wa_id")),
-        bsuid=message.get("from_user_id") or contact.get("user_id") or None,
-        parent_bsuid=message.get("from_parent_user_id") or contact.get("parent_user_id") or None,
-        username=profile.get("username") or None,
-        profile_name=profile.get("name") or None,
+        phone=_phone(_text(message.get("from")) or _text(contact.get("wa_id"))),
+        bsuid=_text(message.get("from_user_id")) or _text(contact.get("user_id")),
+        parent_bsuid=(
+            _text(message.get("from_parent_user_id")) or _text(contact.get("parent_user_id"))
+        ),
+        username=_text(profile.get("username")),
+        profile_name=_text(profile.get("name")),
     )
     if not customer.phone and not customer.bsuid:
         raise PayloadError("message without a sender phone or BSUID")
@@ -92,20 +113,16 @@ def _message(raw: dict[str, Any], contacts: list[dict[str, Any]]) -> InboundMess
     if kind_name in IGNORED_TYPES:
         logger.debug("ignoring message type %s", kind_name)
         return None
-    try:
-        timestamp = int(raw.get("timestamp") or 0)
-    except (TypeError, ValueError):
-        timestamp = 0
     message = InboundMessage(
         provider_message_id=message_id,
         customer=customer_of(raw, contacts),
-        timestamp=timestamp,
-        context_message_id=_dict(raw.get("context")).get("id"),
+        timestamp=_int(raw.get("timestamp")),
+        context_message_id=_text(_dict(raw.get("context")).get("id")),
         raw=raw,
     )
     if kind_name == "text":
         message.kind = "text"
-        message.text = str(_dict(raw.get("text")).get("body") or "")
+        message.text = _text(_dict(raw.get("text")).get("body")) or ""
     elif kind_name == "interactive":
         interactive = _dict(raw.get("interactive"))
         sub = interactive.get("type")
@@ -118,19 +135,19 @@ def _message(raw: dict[str, Any], contacts: list[dict[str, Any]]) -> InboundMess
         else:
             logger.debug("ignoring interactive type %s", sub)
             return None
-        message.payload = reply.get("id") or None
-        message.text = str(reply.get("title") or "")
+        message.payload = _text(reply.get("id"))
+        message.text = _text(reply.get("title")) or ""
     elif kind_name == "button":  # quick-reply button of a template
         button = _dict(raw.get("button"))
         message.kind = "button"
-        message.payload = button.get("payload") or None
-        message.text = str(button.get("text") or "")
+        message.payload = _text(button.get("payload"))
+        message.text = _text(button.get("text")) or ""
     elif kind_name in MEDIA_KINDS:
         media = _dict(raw.get(kind_name))
         message.kind = MEDIA_KINDS[kind_name]
-        message.media_id = media.get("id") or media.get("link") or None
-        message.media_mime = media.get("mime_type") or None
-        message.text = str(media.get("caption") or "")
+        message.media_id = _text(media.get("id")) or _text(media.get("link"))
+        message.media_mime = _text(media.get("mime_type"))
+        message.text = _text(media.get("caption")) or ""
     elif kind_name == "location":
         location = _dict(raw.get("location"))
         message.kind = "location"
@@ -142,7 +159,7 @@ def _message(raw: dict[str, Any], contacts: list[dict[str, Any]]) -> InboundMess
         )
     elif kind_name == "contacts":
         shared = _list(raw.get("contacts"), "contacts")
-        names = [str(_dict(c.get("name")).get("formatted_name") or "") for c in shared]
+        names = [_text(_dict(_dict(c).get("name")).get("formatted_name")) for c in shared]
         message.kind = "contacts"
         message.text = ", ".join(n for n in names if n)
     else:
@@ -156,13 +173,10 @@ def _status(raw: dict[str, Any]) -> StatusUpdate | None:
     status = raw.get("status")
     if not isinstance(message_id, str) or not message_id:
         raise PayloadError("status without an id")
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         return None
-    update = StatusUpdate(provider_message_id=message_id, status=str(status))
-    try:
-        update.timestamp = int(raw.get("timestamp") or 0)
-    except (TypeError, ValueError):
-        update.timestamp = 0
+    update = StatusUpdate(provider_message_id=message_id, status=status)
+    update.timestamp = _int(raw.get("timestamp"))
     errors = _list(raw.get("errors"), "statuses[].errors")
     if errors:
         error = _dict(errors[0])

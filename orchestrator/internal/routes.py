@@ -102,6 +102,9 @@ def post_event(
         object_id=bot.id,
         detail={"message": event.message, **event.data},
     )
+    supervisor = getattr(request.app.state, "supervisor", None)
+    if supervisor is not None:
+        supervisor.note_bot_event(bot.id, event.type, event.message)
     events = getattr(request.app.state, "bot_events", None)
     if events is not None:
         events.append({"bot_id": bot.id, "type": event.type, "message": event.message})

@@ -81,6 +81,8 @@ class Watcher:
         self.restarts = 0
         self.last_exit_code: int | None = None
         self.last_error: str | None = None
+        #: the last ``error`` event the current process reported (why it is about to exit).
+        self.bot_error: str | None = None
         self.want_running = False
         self.flapping = FlappingDetector(
             sup.settings.flapping_attempts, sup.settings.flapping_window
@@ -136,7 +138,23 @@ class Watcher:
     # ------------------------------------------------------------ run loop
 
     async def run(self, adopted: ProcessHandle | None = None) -> None:
-        """Keep the bot running until ``want_running`` is cleared."""
+        """Keep the bot running until ``want_running`` is cleared.
+
+        A supervisor fault (not the bot's) ends in ``crashed`` with the reason, never in a
+        watcher that died silently and a bot shown as ``starting`` forever.
+        """
+        try:
+            await self._run(adopted)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("watcher failed", extra={"bot_id": self.instance_id})
+            self.want_running = False
+            self.last_error = f"supervisor error: {type(exc).__name__}: {exc}"
+            await self.terminate()
+            await self.set_state("crashed", self.last_error)
+
+    async def _run(self, adopted: ProcessHandle | None) -> None:
         handle = adopted
         while self.want_running:
             if handle is None:
@@ -170,11 +188,12 @@ class Watcher:
             self.last_exit_code = code
             self.restarts += 1
             handle = None
+            said = f": {self.bot_error}" if self.bot_error else ""
             if self.flapping.record_death():
                 self.want_running = False
                 self.last_error = (
                     f"exited {self.flapping.recent} times within "
-                    f"{self.sup.settings.flapping_window:g} s (last exit code {code}); "
+                    f"{self.sup.settings.flapping_window:g} s (last exit code {code}{said}); "
                     "not restarting until started again"
                 )
                 await self.set_state("crashed", self.last_error)
@@ -184,7 +203,7 @@ class Watcher:
                 base=self.sup.settings.respawn_min_delay,
                 cap=self.sup.settings.respawn_max_delay,
             )
-            self.last_error = f"exited with code {code}; respawning in {delay:.1f} s"
+            self.last_error = f"exited with code {code}{said}; respawning in {delay:.1f} s"
             await self.set_state("backoff", self.last_error)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -421,10 +440,17 @@ class Supervisor:
             log_path=log_path(self.settings, w.kind, w.instance_id),
             argv=list(self.settings.bot_command_override.get(w.instance_id, [])),
         )
+        w.bot_error = None
         handle = await self.spawner.spawn(spec)
         w.started_at = time.time()
         w._ps = None
-        self.write_pidfile(w, handle, spec.command())
+        try:
+            self.write_pidfile(w, handle, spec.command())
+        except OSError as exc:
+            # Only adoption after an orchestrator crash needs it; the bot itself may still run
+            # (or report why it cannot, e.g. the same read-only data directory).
+            self.bot_log(w.kind, w.instance_id, "cannot write pid file", level="WARNING",
+                         error=str(exc))
         self.bot_log(w.kind, w.instance_id, "spawned", pid=handle.pid, port=port, gen=gen)
         return handle
 
@@ -492,6 +518,12 @@ class Supervisor:
         """Stop, then start."""
         await self.stop(instance_id, kind)
         return await self.start(instance_id, kind)
+
+    def note_bot_event(self, instance_id: str, type_: str, message: str) -> None:
+        """Remember a running bot's ``error`` event: it explains the exit that usually follows."""
+        w = self.watchers.get(instance_id)
+        if w is not None and type_ == "error" and message:
+            w.bot_error = message[:500]
 
     def status(self, instance_id: str, kind: str) -> dict[str, Any]:
         """The bot's state, pid, port, uptime, memory, CPU, restarts and last error."""

@@ -15,8 +15,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -57,6 +60,19 @@ def build_app(ctx: BotContext) -> web.Application:
     app.add_routes(ctx.channel.routes(ctx))
     app.add_routes(control_routes())
     return app
+
+
+def storage_problem(path: Path, exc: BaseException) -> str:
+    """Say in plain words why the bot's database cannot be opened (shown as ``last_error``)."""
+    folder = path.parent
+    if folder.exists() and not os.access(folder, os.W_OK):
+        return f"data directory {folder} is read-only or not writable ({exc})"
+    try:
+        if shutil.disk_usage(folder if folder.exists() else folder.parent).free == 0:
+            return f"no space left in data directory {folder} ({exc})"
+    except OSError:
+        pass
+    return f"cannot open database {path}: {exc}"
 
 
 def create_context(
@@ -114,7 +130,18 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
         return 2
 
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    ctx = create_context(channel, settings, config, http=http, client=client)
+    try:
+        ctx = create_context(channel, settings, config, http=http, client=client)
+    except (sqlite3.Error, OSError) as exc:
+        # A read-only or full data directory: say so, to the log and to the orchestrator (which
+        # shows it as the bot's last error), and exit instead of dying with a traceback.
+        reason = storage_problem(settings.data_dir / channel.db_filename(settings.instance_id),
+                                 exc)
+        logger.error("cannot open the bot database", extra={"error": reason})
+        await client.post_event("error", reason)
+        await http.close()
+        await client.close()
+        return 4
     resent, settled = ctx.store.outbox_recover(now=ctx.clock())
     if resent or settled:
         logger.warning(
@@ -176,7 +203,7 @@ def run_bot(channel: ChannelSpec) -> None:
     Reads ``BOT_INSTANCE_ID``/``WA_INSTANCE_ID``, ``BOT_INTERNAL_TOKEN``/``WA_INTERNAL_TOKEN``,
     ``ORCHESTRATOR_URL``, ``BOT_CONTROL_KEY``, ``BOT_DATA_DIR``, ``BOT_PORT``, ``BOT_HOST``,
     ``BOT_LOG_LEVEL``. Exits 0 after a graceful stop, 2 on missing settings or config, 3 when the
-    port cannot be bound.
+    port cannot be bound, 4 when the database cannot be opened (read-only or full data dir).
     """
     try:
         settings = BotSettings.from_env(channel.kind)
