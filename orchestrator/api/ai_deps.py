@@ -157,11 +157,7 @@ else:  # the real class would import the whole AI stack at startup
 
 def _tts_status(message: str) -> int:
     bad_input = ("unknown", "not found", "nothing to say", "no base URL")
-    return (
-        status.HTTP_422_UNPROCESSABLE_ENTITY
-        if any(m in message for m in bad_input)
-        else status.HTTP_503_SERVICE_UNAVAILABLE
-    )
+    return 422 if any(m in message for m in bad_input) else status.HTTP_503_SERVICE_UNAVAILABLE
 
 
 @contextmanager
@@ -202,7 +198,7 @@ async def read_upload(upload: Any, limit: int, what: str) -> bytes:
     data: bytes = await upload.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            413,
             f"{what} is larger than the {limit} byte limit",
         )
     return data

@@ -148,7 +148,7 @@ async def stt(
     """Transcribe a customer's voice message."""
     data = await read_upload(file, MAX_AUDIO_BYTES, "audio")
     if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "empty audio file")
+        raise HTTPException(422, "empty audio file")
     mime = (file.content_type or "audio/ogg").split(";")[0].strip() or "audio/ogg"
     with ai_errors():
         text = await ai.transcribe(data, mime)

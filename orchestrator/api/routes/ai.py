@@ -86,7 +86,7 @@ async def preview_reply(
 async def preview_tts(body: TTSTestRequest, _user: CurrentUser, ai: AIDep) -> Response:
     """Speak a text with a TTS engine and voice; answers OGG/Opus bytes."""
     if body.voice and ".." in body.voice:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "voice must be a plain name")
+        raise HTTPException(422, "voice must be a plain name")
     with ai_errors():
         audio = await ai.tts(body.text, body.voice or None, engine=body.engine)
     return Response(content=audio, media_type="audio/ogg")

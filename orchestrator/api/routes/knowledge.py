@@ -166,7 +166,7 @@ async def import_base(
     limit = ai.settings.max_import_bytes
     if file.size is not None and file.size > limit:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            413,
             f"archive is larger than the {limit} byte limit",
         )
     data = await read_upload(file, limit, "archive")
@@ -235,7 +235,7 @@ async def upload_document(
     limit = ai.settings.max_upload_bytes
     if file.size is not None and file.size > limit:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            413,
             f"{filename} is larger than the {limit} byte limit",
         )
     data = await read_upload(file, limit, filename)
@@ -243,7 +243,7 @@ async def upload_document(
         try:
             info = await ai.kb.add_document(kb.id, filename, data)
         except UnsupportedDocumentError as exc:  # a supported type that cannot be read
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+            raise HTTPException(422, str(exc)) from exc
     crud.audit(
         session=session,
         actor=user,
