@@ -774,8 +774,14 @@ async def update_user(request: Request, user: UserDep, user_id: int) -> HTMLResp
         body["active"] = form.get("active") == "true"
     async with AdminApi(request) as api:
         res = await api.call("PATCH", f"/admin/users/{user_id}", json=body)
-    if res.ok:
-        return await _users_page(request, user, template=FRAGMENT)
+    if res.ok and isinstance(res.data, dict):
+        changed = (
+            f"role {res.data['role']}"
+            if "role" in body
+            else ("enabled" if res.data["active"] else "disabled")
+        )
+        notice = f"{res.data['username']}: {changed}."
+        return await _users_page(request, user, template=FRAGMENT, notice=notice)
     return await _users_page(
         request,
         user,

@@ -286,8 +286,10 @@ def test_admin_manages_users(new_page: Any, orch: OrchestratorProcess) -> None:
     row = page.locator("tr[data-user=carol]")
     expect(row).to_be_visible()
     row.get_by_label("Role of carol").select_option("guest")
-    expect(page.locator("tr[data-user=carol] select")).to_have_value("guest")
+    expect(page.get_by_role("status")).to_have_text("carol: role guest.")
     page.locator("tr[data-user=carol]").get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("status")).to_have_text("carol: disabled.")
+    expect(page.locator("tr[data-user=carol] select")).to_have_value("guest")
     expect(page.locator("tr[data-user=carol]")).to_contain_text("disabled")
     shot(page, "users")
     users = {u["username"]: u for u in orch.api("GET", "/admin/users").json()}
