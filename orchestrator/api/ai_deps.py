@@ -156,7 +156,8 @@ else:  # the real class would import the whole AI stack at startup
 
 
 def _tts_status(message: str) -> int:
-    bad_input = ("unknown", "not found", "nothing to say", "no base URL")
+    # What the caller can fix (voice, engine, text) is a 422; an engine that failed is a 503.
+    bad_input = ("unknown", "not found", "nothing to say", "no base URL", "no audio")
     return 422 if any(m in message for m in bad_input) else status.HTTP_503_SERVICE_UNAVAILABLE
 
 
