@@ -25,7 +25,9 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
     url = normalize_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # Routes and the supervisor's threads each take a connection for a short transaction; a
+    # burst of starts (a fleet of 100) needs more than SQLAlchemy's default 5 + 10.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 30}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         path = url.split("///", 1)[-1]

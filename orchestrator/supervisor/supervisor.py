@@ -210,16 +210,25 @@ class Watcher:
                 await asyncio.wait_for(self.wake.wait(), timeout=delay)
 
     async def _await_ready(self, wait_task: asyncio.Task[int | None]) -> None:
+        """Poll ``/control/health`` until the bot answers (→ ``running``) or exits. Past
+        ``ready_timeout`` the bot is reported as slow in ``last_error`` and polled less often,
+        so a bot that was only slow (a loaded machine) still becomes ``running``."""
         deadline = time.monotonic() + self.sup.settings.ready_timeout
-        while not wait_task.done() and time.monotonic() < deadline and self.want_running:
+        warned = False
+        while not wait_task.done() and self.want_running:
             if await self.sup.control_get(self, "/control/health", timeout=1.0) is not None:
                 self.last_error = None
                 await self.set_state("running")
                 return
-            await asyncio.sleep(0.05)
-        if not wait_task.done() and self.want_running:
-            self.last_error = "bot started but does not answer /control/health"
-            self.sup.bot_log(self.kind, self.instance_id, self.last_error, level="WARNING")
+            if time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            if not warned:
+                warned = True
+                self.last_error = "bot started but does not answer /control/health yet"
+                self.sup.bot_log(self.kind, self.instance_id, self.last_error, level="WARNING")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(wait_task), timeout=1.0)
 
     # ------------------------------------------------------------ stop
 

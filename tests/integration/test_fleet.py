@@ -279,3 +279,22 @@ def test_orchestrator_kill9_then_adopts(tmp_path: Path) -> None:
         assert gone(new_pid)
     finally:
         orch.close()
+
+
+def test_many_starts_and_stops_at_once(orch: OrchestratorProcess) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [orch.create_bot(name=f"Burst {n}")["id"] for n in range(16)]
+
+    def call(action: str, bot_id: str) -> int:
+        with httpx.Client(base_url=orch.url, timeout=60) as http:
+            res = http.post(f"/admin/whatsapp/instances/{bot_id}/{action}", headers=orch.headers)
+            return res.status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert list(pool.map(lambda i: call("start", i), ids)) == [200] * 16
+    for bot_id in ids:
+        orch.wait_state("whatsapp", bot_id, "running", timeout=60)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert list(pool.map(lambda i: call("stop", i), ids)) == [200] * 16
+    assert {orch.status("whatsapp", i)["state"] for i in ids} == {"stopped"}

@@ -21,10 +21,33 @@ def supervisor_of(request: Request) -> Supervisor:
     return request.app.state.supervisor  # type: ignore[no-any-return]
 
 
-def _set_auto_start(session: SessionDep, instance: BotInstance, value: bool) -> None:
-    instance.auto_start = value
-    session.add(instance)
+def _finish(
+    session: SessionDep, bot_id: str, user: CurrentUser, action: str, auto_start: bool | None
+) -> None:
+    """Record what was done (and the new ``auto_start``) in one short transaction."""
+    instance = session.get(BotInstance, bot_id)
+    if instance is None:  # deleted meanwhile
+        return
+    if auto_start is not None:
+        instance.auto_start = auto_start
+        session.add(instance)
+    crud.audit(
+        session=session,
+        actor=user,
+        action=action,
+        object_type=instance.kind,
+        object_id=bot_id,
+        commit=False,
+    )
     session.commit()
+
+
+def _release(session: SessionDep, instance: BotInstance) -> tuple[str, str, bool]:
+    """Read what the supervisor needs, then end the read transaction so no pooled connection
+    is held while the (slow) start or stop is awaited."""
+    values = (instance.id, instance.kind, instance.enabled)
+    session.rollback()
+    return values
 
 
 @router.post("/admin/{kind}/instances/{instance_id}/start")
@@ -32,20 +55,14 @@ async def start_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Start the bot and set ``auto_start``; a disabled bot or a taken port → 409."""
-    if not instance.enabled:
+    bot_id, kind, enabled = _release(session, instance)
+    if not enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
     try:
-        result = await supervisor_of(request).start(instance.id, instance.kind)
+        result = await supervisor_of(request).start(bot_id, kind)
     except SupervisorError as exc:
         raise HTTPException(exc.status, exc.message) from exc
-    _set_auto_start(session, instance, True)
-    crud.audit(
-        session=session,
-        actor=user,
-        action="bot.start",
-        object_type=instance.kind,
-        object_id=instance.id,
-    )
+    _finish(session, bot_id, user, "bot.start", True)
     return result
 
 
@@ -54,16 +71,9 @@ async def stop_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop the bot (SIGTERM, 5 s, SIGKILL) and clear ``auto_start``."""
-    _set_auto_start(session, instance, False)
-    result = await supervisor_of(request).stop(instance.id, instance.kind)
-    crud.audit(
-        session=session,
-        actor=user,
-        action="bot.stop",
-        object_type=instance.kind,
-        object_id=instance.id,
-    )
-    return result
+    bot_id, kind, _enabled = _release(session, instance)
+    _finish(session, bot_id, user, "bot.stop", False)
+    return await supervisor_of(request).stop(bot_id, kind)
 
 
 @router.post("/admin/{kind}/instances/{instance_id}/restart")
@@ -71,19 +81,14 @@ async def restart_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop then start; ``auto_start`` is kept as it is."""
-    if not instance.enabled:
+    bot_id, kind, enabled = _release(session, instance)
+    if not enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
     try:
-        result = await supervisor_of(request).restart(instance.id, instance.kind)
+        result = await supervisor_of(request).restart(bot_id, kind)
     except SupervisorError as exc:
         raise HTTPException(exc.status, exc.message) from exc
-    crud.audit(
-        session=session,
-        actor=user,
-        action="bot.restart",
-        object_type=instance.kind,
-        object_id=instance.id,
-    )
+    _finish(session, bot_id, user, "bot.restart", None)
     return result
 
 
