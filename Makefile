@@ -36,7 +36,7 @@ e2e: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy orchestrator shared whatsapp_bot sms_bot telegram_bot
+	$(BIN)/mypy orchestrator shared whatsapp_bot sms_bot telegram_bot admin_ui
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
