@@ -98,7 +98,7 @@ class InstanceFields(BaseModel):
     webhook_port: int | None = Field(default=None, ge=1024, le=65535)
     enabled: bool | None = None
     auto_start: bool | None = None
-    owner_id: int | None = None
+    owner_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     # AI
     llm_backend: str | None = None
     system_prompt: str | None = Field(default=None, max_length=20000)

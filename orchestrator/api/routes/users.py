@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlmodel import col, select
 
 from orchestrator import crud
@@ -11,6 +13,10 @@ from orchestrator.models import BotInstance, User
 from orchestrator.schemas import UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/admin/users", tags=["users"])
+
+#: A user id as the database can hold it (SQLite and PostgreSQL integers are 64-bit): a larger
+#: number is a 422, not an OverflowError in the driver.
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _public(user: User) -> UserPublic:
@@ -40,7 +46,7 @@ def create_user(user_in: UserCreate, session: SessionDep, admin: AdminUser) -> U
 
 @router.patch("/{user_id}", response_model=UserPublic)
 def update_user(
-    user_id: int, user_in: UserUpdate, session: SessionDep, admin: AdminUser
+    user_id: UserId, user_in: UserUpdate, session: SessionDep, admin: AdminUser
 ) -> UserPublic:
     """Change a user's role, password or active flag."""
     user = session.get(User, user_id)
@@ -64,7 +70,7 @@ def update_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_user(user_id: int, session: SessionDep, admin: AdminUser) -> Response:
+def delete_user(user_id: UserId, session: SessionDep, admin: AdminUser) -> Response:
     """Delete a user; their bots stay, owned by nobody (admins manage them)."""
     user = session.get(User, user_id)
     if user is None:
