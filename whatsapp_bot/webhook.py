@@ -126,7 +126,7 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
             return web.Response(text="ok")
         for message in messages:
             inbox_id = ctx.accept_inbound(message)
-            logger.info(
+            logger.debug(
                 "message received",
                 extra={
                     "provider_message_id": message.provider_message_id,

@@ -21,7 +21,7 @@ from shared.channels.base import (
     reply_to_dict,
 )
 from shared.logging import current_request_id
-from shared.store import BotStore, utcnow
+from shared.store import BotStore, InboxRow, utcnow
 
 if TYPE_CHECKING:
     from shared.botkit.inbox import InboxWorker
@@ -106,9 +106,8 @@ class BotContext:
         """
         rid = request_id or current_request_id()
         customer = message.customer.address()
-        inbox_id = self.store.inbox_insert(
-            message, customer=customer, request_id=rid, now=self.clock()
-        )
+        now = self.clock()
+        inbox_id = self.store.inbox_insert(message, customer=customer, request_id=rid, now=now)
         if inbox_id is None:
             logger.info(
                 "duplicate delivery ignored",
@@ -116,7 +115,17 @@ class BotContext:
             )
             return None
         if self.inbox is not None:
-            self.inbox.submit(inbox_id, customer)
+            fresh = InboxRow(
+                id=inbox_id,
+                provider_message_id=message.provider_message_id,
+                customer=customer,
+                message=message,
+                state="received",
+                attempts=0,
+                request_id=rid,
+                received_at=now,
+            )
+            self.inbox.submit(inbox_id, customer, fresh)
         return inbox_id
 
     def apply_status(self, update: StatusUpdate) -> bool:

@@ -74,6 +74,7 @@ class InboxWorker:
     def __init__(self, ctx: BotContext, *, concurrency: int = 32) -> None:
         self.ctx = ctx
         self._queues: dict[str, deque[int]] = {}
+        self._fresh: dict[int, InboxRow] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._closing = False
@@ -83,10 +84,15 @@ class InboxWorker:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    def submit(self, inbox_id: int, customer: str) -> None:
-        """Queue an inbox row for handling after the customer's earlier messages."""
+    def submit(self, inbox_id: int, customer: str, fresh: InboxRow | None = None) -> None:
+        """Queue an inbox row for handling after the customer's earlier messages.
+
+        ``fresh`` is the row just inserted by the webhook, so handling it needs no re-read.
+        """
         if self._closing:
             return  # stays in the inbox; replayed on the next start
+        if fresh is not None:
+            self._fresh[inbox_id] = fresh
         self._queues.setdefault(customer, deque()).append(inbox_id)
         if customer not in self._runners:
             self._idle.clear()
@@ -160,12 +166,18 @@ class InboxWorker:
     async def process(self, inbox_id: int) -> None:
         """Handle one inbox row; errors are logged and retried up to 3 attempts."""
         store = self.ctx.store
-        row = store.inbox_get(inbox_id)
+        fresh = self._fresh.pop(inbox_id, None)
+        row = fresh or store.inbox_get(inbox_id)
         if row is None or row.state not in ("received", "processing"):
             return
         token = request_id_var.set(row.request_id)
         try:
-            store.inbox_mark_processing(inbox_id)
+            if fresh is None:
+                # Count attempts of rows read back from the store (replays after a crash, retries):
+                # a message that kills the bot is tried a bounded number of times. A row this
+                # process just received skips that write; if it crashes the bot, the replay
+                # counts from there.
+                store.inbox_mark_processing(inbox_id)
             await self.handle(row)
         except asyncio.CancelledError:
             raise

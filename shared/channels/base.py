@@ -60,7 +60,7 @@ class InboundMessage:
         location: ``{"latitude", "longitude", "name", "address"}`` for locations.
         context_message_id: the provider id of the message this one replies to.
         timestamp: provider timestamp (seconds since the epoch), 0 when unknown.
-        raw: the provider's own dict for this message, kept for the dead-letter table and debugging.
+        raw: the provider's own dict for this message, kept for dead letters and debugging.
     """
 
     provider_message_id: str
@@ -97,7 +97,7 @@ class StatusUpdate:
 
 @dataclass(slots=True)
 class Button:
-    """A reply button: ``id`` is the callback (``prefix:action[:arg]``), ``title`` what is shown."""
+    """A reply button: ``id`` is the callback (``prefix:action[:arg]``), ``title`` is shown."""
 
     id: str
     title: str

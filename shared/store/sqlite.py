@@ -56,8 +56,33 @@ def utcnow() -> datetime:
 
 
 def inbound_to_json(message: InboundMessage) -> str:
-    """Serialise an inbound message for the inbox."""
-    return json.dumps(asdict(message), ensure_ascii=False, separators=(",", ":"))
+    """Serialise an inbound message for the inbox.
+
+    Built field by field: ``dataclasses.asdict`` deep-copies the provider's ``raw`` dict, which
+    cost more than the rest of the acknowledgement path together.
+    """
+    c = message.customer
+    data = {
+        "provider_message_id": message.provider_message_id,
+        "customer": {
+            "phone": c.phone,
+            "bsuid": c.bsuid,
+            "parent_bsuid": c.parent_bsuid,
+            "username": c.username,
+            "telegram_id": c.telegram_id,
+            "profile_name": c.profile_name,
+        },
+        "kind": message.kind,
+        "text": message.text,
+        "payload": message.payload,
+        "media_id": message.media_id,
+        "media_mime": message.media_mime,
+        "location": message.location,
+        "context_message_id": message.context_message_id,
+        "timestamp": message.timestamp,
+        "raw": message.raw,
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def inbound_from_json(text: str) -> InboundMessage:

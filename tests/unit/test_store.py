@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -216,3 +217,29 @@ def test_user_version_newer_than_code_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError):
         BotStore.open(path)
+
+
+def test_inbound_json_round_trips_every_field() -> None:
+    from dataclasses import fields
+
+    from shared.channels.base import CustomerRef, InboundMessage
+    from shared.store.sqlite import inbound_from_json, inbound_to_json
+
+    message = InboundMessage(
+        provider_message_id="wamid.1",
+        customer=CustomerRef(phone="+15550100001", bsuid="BR.123456789", parent_bsuid="BR.ENT.1",
+                             username="@ana", telegram_id="42", profile_name="Ana"),
+        kind="list",
+        text="Row",
+        payload="faq:offline",
+        media_id="m1",
+        media_mime="audio/ogg",
+        location={"latitude": 1.5, "longitude": 2.5},
+        context_message_id="wamid.0",
+        timestamp=1749416383,
+        raw={"nested": {"deep": [1, 2]}},
+    )
+    assert inbound_from_json(inbound_to_json(message)) == message
+    encoded = json.loads(inbound_to_json(message))
+    assert set(encoded) == {f.name for f in fields(InboundMessage)}
+    assert set(encoded["customer"]) == {f.name for f in fields(CustomerRef)}
