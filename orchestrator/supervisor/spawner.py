@@ -103,6 +103,16 @@ class Spawner(ABC):
         """Start the bot described by ``spec``."""
 
 
+#: Orchestrator settings a bot must never see (it gets its own config through the internal API).
+_PRIVATE_PREFIXES = ("FLOTILLA_", "DATABASE_URL")
+
+
+def bot_safe_environ() -> dict[str, str]:
+    """The orchestrator's environment without its own secrets and settings
+    (``FLOTILLA_SECRET_KEY`` signs every token; AI API keys; the database URL)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+
+
 class LocalProcessSpawner(Spawner):
     """``python -m {kind}_bot`` in its own process group, output appended to its log file."""
 
@@ -111,7 +121,7 @@ class LocalProcessSpawner(Spawner):
         # O_APPEND so the supervisor can rotate by copy-and-truncate while the bot writes.
         fd = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            env = {**os.environ, **spec.env}
+            env = {**bot_safe_environ(), **spec.env}
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
             )

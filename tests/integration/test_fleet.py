@@ -88,6 +88,9 @@ def test_start_status_health_logs_stop(orch: OrchestratorProcess) -> None:
     env = proc.environ()
     assert env["WA_INSTANCE_ID"] == "life-cycle"
     assert env["WA_INTERNAL_TOKEN"] == env["BOT_INTERNAL_TOKEN"]
+    # the orchestrator's own secrets and settings stay out of bot processes
+    assert not [k for k in env if k.startswith("FLOTILLA_") or k == "DATABASE_URL"]
+    assert SECRET_KEY not in "\n".join(env.values())
     assert proc.cmdline()[-2:] == ["-m", "whatsapp_bot"]
     assert os.getpgid(proc.pid) == proc.pid  # its own process group
     # logs
