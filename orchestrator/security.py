@@ -103,10 +103,16 @@ def decode_access_token(secret_key: str, token: str) -> dict[str, Any]:
     """Verify an admin token.
 
     Raises:
-        jwt.InvalidTokenError: bad signature, expired, wrong audience or malformed.
+        jwt.InvalidTokenError: bad signature, expired, no expiry, wrong audience or malformed.
     """
+    # ``exp`` is required: a token without one would never expire (we never mint such a token,
+    # so one showing up was made elsewhere).
     return jwt.decode(
-        token, _admin_key(secret_key), algorithms=[ALGORITHM], audience=ADMIN_AUDIENCE
+        token,
+        _admin_key(secret_key),
+        algorithms=[ALGORITHM],
+        audience=ADMIN_AUDIENCE,
+        options={"require": ["exp", "sub", "aud"]},
     )
 
 
