@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.fleet import SandboxProcess
+from tests.faults.fleet import SandboxProcess, scan_for_secrets
 from tests.support.orchestrator_proc import OrchestratorProcess
 
 #: Supervisor knobs: respawn fast so a kill -9 costs well under a second of downtime.
@@ -33,3 +33,7 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProce
     proc = OrchestratorProcess(tmp_path_factory.mktemp("orch"), **ORCHESTRATOR_ENV).start()
     yield proc
     proc.close()
+    # Every log the module's orchestrator and bots wrote: no configured secret in clear.
+    logs = [proc.root / "orchestrator.log", *(proc.root / "logs").glob("*.log*")]
+    leaked = scan_for_secrets(logs)
+    assert not leaked, leaked
