@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -263,6 +264,7 @@ class Supervisor:
         self.run_dir = settings.data_dir / "run"
         self._http: httpx.AsyncClient | None = None
         self._rotator: asyncio.Task[None] | None = None
+        self._prepare_lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
 
@@ -394,7 +396,8 @@ class Supervisor:
         )
 
     def _prepare(self, w: Watcher) -> tuple[BotInstance, int, int]:
-        with Session(self.engine) as session:
+        # One at a time: two bots starting together must not both pick the same free port.
+        with self._prepare_lock, Session(self.engine) as session:
             instance = session.get(BotInstance, w.instance_id)
             if instance is None:
                 raise SupervisorError(404, "bot not found")
