@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from shared.botkit.text import split_text as _split_text
 from shared.channels.base import (
     AudioReply,
     Button,
@@ -57,30 +58,12 @@ def clip(text: str, limit: int) -> str:
 
 
 def split_text(text: str, limit: int = TEXT_MAX) -> list[str]:
-    """Split text into chunks of at most ``limit`` characters at paragraph, line or word breaks.
+    """Split text into chunks of at most ``limit`` characters (WhatsApp's text limit by default).
 
     Returns:
         At least one chunk; blank text gives ``[""]``.
     """
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = -1
-        for sep in ("\n\n", "\n", " "):
-            pos = window.rfind(sep)
-            if pos > limit // 3:
-                cut = pos
-                break
-        if cut <= 0:
-            cut = limit
-        chunk = rest[:cut].rstrip()
-        if not chunk:  # only whitespace before the cut: hard cut instead
-            chunk, cut = rest[:limit], limit
-        chunks.append(chunk)
-        rest = rest[cut:].lstrip()
-    chunks.append(rest)
-    return [c for c in chunks if c] or [""]
+    return _split_text(text, limit)
 
 
 def _rows(reply: ListReply) -> list[tuple[str, ListRow]]:
