@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 faults: $(STAMP)
-	$(BIN)/pytest -q tests/faults
+	FLOTILLA_FAULTS_SCALE=full $(BIN)/pytest -q tests/faults tests/fuzz tests/security
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
