@@ -26,6 +26,10 @@ class OrchestratorError(Exception):
     """The orchestrator could not be reached or refused a request."""
 
 
+class OrchestratorUnavailable(OrchestratorError):
+    """The orchestrator did not answer at all (connection refused or dropped)."""
+
+
 class OrchestratorClient:
     """Internal-API client bound to one bot instance.
 
@@ -218,8 +222,11 @@ class OrchestratorClient:
 
         Returns:
             The answer dict (``text``, ``confidence``, ``sources``, ``usage``, ``escalate``) or
-            ``None`` when there is no usable answer (404 before the AI issue lands, 5xx, timeout,
-            connection error, empty text): the caller sends its fallback text.
+            ``None`` when there is no usable answer (404, 5xx, timeout, empty text): the caller
+            sends its fallback text.
+
+        Raises:
+            OrchestratorUnavailable: the orchestrator could not be reached at all.
         """
         body = {"text": text, "history": history, "customer": customer}
         try:
@@ -233,6 +240,10 @@ class OrchestratorClient:
                     logger.info("llm reply unavailable", extra={"status": resp.status})
                     return None
                 data = await resp.json()
+        except aiohttp.ClientConnectionError as exc:
+            # Nobody answered: the orchestrator is down or restarting. That is not "the LLM has
+            # no answer" — the caller waits for it rather than sending its fallback text.
+            raise OrchestratorUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.warning("llm reply failed", extra={"error": f"{type(exc).__name__}: {exc}"})
             return None

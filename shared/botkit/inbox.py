@@ -35,6 +35,7 @@ from shared.channels.base import (
 )
 from shared.funnel import load_funnel
 from shared.logging import request_id_var
+from shared.orchestrator_client import OrchestratorUnavailable
 from shared.routing import chosen_option, route
 from shared.routing.types import ConversationState, RouteEvent, RouteResult
 from shared.store import InboxRow, User
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 HISTORY_LIMIT = 20
+ORCHESTRATOR_WAIT_S = 600.0
+ORCHESTRATOR_RETRY_MAX_S = 5.0
 NAV_MORE_PREFIX = "nav:more:"
 TTS_MAX_CHARS = 1000
 
@@ -75,6 +78,7 @@ class InboxWorker:
         self.ctx = ctx
         self._queues: dict[str, deque[int]] = {}
         self._fresh: dict[int, InboxRow] = {}
+        self._waits: dict[int, int] = {}
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._closing = False
@@ -117,9 +121,15 @@ class InboxWorker:
         queue = self._queues[customer]
         try:
             while queue and not self._closing:
-                inbox_id = queue.popleft()
+                inbox_id = queue[0]
                 async with self._slots:
-                    await self.process(inbox_id)
+                    retry_in = await self.process(inbox_id)
+                if retry_in is None:
+                    queue.popleft()
+                else:
+                    # The orchestrator is unreachable: keep this customer's order and try the
+                    # same message again later, without holding a slot other customers need.
+                    await asyncio.sleep(retry_in)
         finally:
             self._runners.pop(customer, None)
             if not queue:
@@ -163,13 +173,18 @@ class InboxWorker:
 
     # -- handling ---------------------------------------------------------------------------
 
-    async def process(self, inbox_id: int) -> None:
-        """Handle one inbox row; errors are logged and retried up to 3 attempts."""
+    async def process(self, inbox_id: int) -> float | None:
+        """Handle one inbox row; errors are logged and retried up to 3 attempts.
+
+        Returns:
+            ``None`` when the row is settled, or seconds after which to handle it again because
+            it needs the orchestrator and the orchestrator cannot be reached.
+        """
         store = self.ctx.store
         fresh = self._fresh.pop(inbox_id, None)
         row = fresh or store.inbox_get(inbox_id)
         if row is None or row.state not in ("received", "processing"):
-            return
+            return None
         token = request_id_var.set(row.request_id)
         try:
             if fresh is None:
@@ -179,6 +194,17 @@ class InboxWorker:
                 # counts from there.
                 store.inbox_mark_processing(inbox_id)
             await self.handle(row)
+        except OrchestratorUnavailable as exc:
+            waits = self._waits.get(inbox_id, 0) + 1
+            self._waits[inbox_id] = waits
+            self._fresh[inbox_id] = row  # again later, without another read or attempt count
+            delay = min(ORCHESTRATOR_RETRY_MAX_S, 0.25 * 2 ** (waits - 1))
+            logger.warning(
+                "orchestrator unreachable; the reply waits for it",
+                extra={"provider_message_id": row.provider_message_id, "retry_in_s": delay,
+                       "error": str(exc)},
+            )
+            return delay
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -196,6 +222,8 @@ class InboxWorker:
                 )
         finally:
             request_id_var.reset(token)
+        self._waits.pop(inbox_id, None)
+        return None
 
     async def handle(self, row: InboxRow) -> None:
         """Run the pipeline for one message (see the module docstring)."""
@@ -276,7 +304,7 @@ class InboxWorker:
             new_state, needs_llm = result.state, result.needs_llm
 
         if needs_llm:
-            replies.append(TextReply(await self.llm_text(user, text)))
+            replies.append(TextReply(await self.llm_text(user, text, received_at=row.received_at)))
 
         with store.transaction():
             self._record_inbound(row, user, text, counted=counted)
@@ -310,13 +338,28 @@ class InboxWorker:
         sent_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
         store.touch_inbound(user.id, now=now, sent_at=sent_at)
 
-    async def llm_text(self, user: User, text: str) -> str:
-        """Ask the orchestrator's LLM; fall back to the configured text on any failure."""
+    async def llm_text(self, user: User, text: str, *, received_at: datetime | None = None) -> str:
+        """Ask the orchestrator's LLM; fall back to the configured text when it has no answer.
+
+        Raises:
+            OrchestratorUnavailable: the orchestrator cannot be reached and the message is
+                younger than ``orchestrator_wait_s`` (config, default 600 s): the caller tries
+                again later, so the customer gets the real answer once it is back. Past that
+                age the fallback text is sent instead.
+        """
         client = self.ctx.client
         if client is None or not text.strip():
             return self.ctx.fallback_text
         history = self.ctx.store.history(user.id, limit=HISTORY_LIMIT)
-        answer = await client.llm_reply(text, history, user.ref().address())
+        try:
+            answer = await client.llm_reply(text, history, user.ref().address())
+        except OrchestratorUnavailable:
+            wait_s = float(self.ctx.config.get("orchestrator_wait_s") or ORCHESTRATOR_WAIT_S)
+            age = (self.ctx.clock() - received_at).total_seconds() if received_at else 0.0
+            if age < wait_s:
+                raise
+            logger.warning("orchestrator unreachable for too long; fallback text sent")
+            return self.ctx.fallback_text
         if answer is None:
             return self.ctx.fallback_text
         return str(answer["text"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +16,13 @@ from shared.channels.base import Button, ButtonsReply, CustomerRef, InboundMessa
 from tests.botkit_support import Harness, make_harness
 
 PHONE = "+15550100001"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 TO = "15550100001"
 
 
@@ -49,6 +58,35 @@ async def test_free_text_gets_fallback_when_llm_is_missing(h: Harness) -> None:
     out = [m for m in h.ctx.store.messages() if m["direction"] == "out"]
     assert out[0]["provider_message_id"] == sent[0]["message_id"]
     assert out[0]["status"] == "sent"
+
+
+async def test_reply_waits_for_an_unreachable_orchestrator_in_order(h: Harness) -> None:
+    assert h.ctx.client is not None
+    real_url = h.ctx.client.base_url
+    h.ctx.client.base_url = f"http://127.0.0.1:{free_port()}"  # nobody listens: "down"
+    h.orch.llm_answer = "The real answer."
+    h.ctx.accept_inbound(text("wamid.o1", "zxqv first while down"))
+    h.ctx.accept_inbound(text("wamid.o2", "zxqv second while down"))
+    await asyncio.sleep(0.8)  # several retries happen meanwhile
+    assert await h.sent(TO) == []  # no fallback sent: the orchestrator is only unreachable
+    assert h.orch.llm_requests == []
+    h.ctx.client.base_url = real_url  # it is back
+    await h.settle()
+    assert [m["text"] for m in await h.sent(TO)] == ["The real answer."] * 2
+    assert [r["text"] for r in h.orch.llm_requests] == [
+        "zxqv first while down", "zxqv second while down"]  # the customer's order is kept
+
+
+async def test_unreachable_orchestrator_for_too_long_sends_the_fallback(h: Harness) -> None:
+    assert h.ctx.client is not None
+    h.ctx.client.base_url = f"http://127.0.0.1:{free_port()}"
+    h.ctx.config["orchestrator_wait_s"] = 60
+    h.ctx.accept_inbound(text("wamid.late", "zxqv anyone there?"))
+    await asyncio.sleep(0.3)
+    assert await h.sent(TO) == []
+    h.clock.advance(seconds=61)
+    await h.settle()
+    assert [m["text"] for m in await h.sent(TO)] == ["FALLBACK: a person will answer soon."]
 
 
 async def test_llm_answer_is_sent_with_history(h: Harness) -> None:
