@@ -18,8 +18,18 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
+from yarl import URL
 
-from shared.channels.base import ChannelAdapter, CustomerRef, Reply, SendError
+from shared.channels.base import (
+    ChannelAdapter,
+    CustomerRef,
+    PartCallback,
+    Reply,
+    SendError,
+    part_tag,
+    send_parts,
+)
+from sms_bot.parse import TAG_PARAM
 from sms_bot.render import render
 
 logger = logging.getLogger(__name__)
@@ -150,8 +160,21 @@ class TwilioAdapter(ChannelAdapter):
             "no sender configured: set messaging_service_sid or from_number", retryable=False
         )
 
-    async def send_sms(self, to: str, body: str) -> str:
+    def callback_url(self, tag: str | None) -> str | None:
+        """The ``StatusCallback`` for one message: the bot's ``/status`` URL, with
+        ``?ob={tag}`` when the message is tagged (Twilio calls the URL exactly as given, so the
+        tag comes back with every status of that message)."""
+        if not self.status_callback or tag is None:
+            return self.status_callback
+        return str(URL(self.status_callback).update_query({TAG_PARAM: tag}))
+
+    async def send_sms(self, to: str, body: str, *, tag: str | None = None) -> str:
         """Send one message; return its ``SM...`` sid.
+
+        Args:
+            to: E.164 recipient.
+            body: the text.
+            tag: ``{tag}:{part}`` to put in the status callback URL (see :meth:`callback_url`).
 
         Raises:
             SendError: Twilio refused it or could not be reached.
@@ -162,8 +185,9 @@ class TwilioAdapter(ChannelAdapter):
         client = Client(self.account_sid, self.auth_token, http_client=http)
         client.api.base_url = self.base_url
         params: dict[str, Any] = {"to": to, "body": body, **self._sender()}
-        if self.status_callback:
-            params["status_callback"] = self.status_callback
+        callback = self.callback_url(tag)
+        if callback:
+            params["status_callback"] = callback
         try:
             message = await asyncio.wait_for(
                 client.messages.create_async(**params), self.timeout_s
@@ -181,18 +205,35 @@ class TwilioAdapter(ChannelAdapter):
         return str(message.sid)
 
     async def send(
-        self, customer: CustomerRef, reply: Reply, *, reply_to: str | None = None
+        self,
+        customer: CustomerRef,
+        reply: Reply,
+        *,
+        reply_to: str | None = None,
+        tag: str | None = None,
+        skip_parts: frozenset[int] = frozenset(),
+        on_part: PartCallback | None = None,
     ) -> list[str]:
-        """Render and send one reply; return the message sids (one per part).
+        """Render and send one reply; return the message sids of the parts sent.
+
+        With a ``tag`` and a status callback URL, each part's ``StatusCallback`` carries
+        ``?ob={tag}:{part}``, so Twilio's status callbacks confirm which part it accepted.
 
         Raises:
-            SendError: no phone, an audio reply, or Twilio refused. When a split reply fails
-                after some parts, the error is raised and the row is retried whole.
+            SendError: no phone, an audio reply, or Twilio refused (parts accepted before were
+                reported to ``on_part``; the next attempt skips them).
         """
-        if not customer.phone:
+        phone = customer.phone
+        if not phone:
             raise SendError("customer has no phone number", retryable=False)
         try:
             bodies = render(reply)
         except ValueError as exc:
             raise SendError(str(exc), retryable=False) from exc
-        return [await self.send_sms(customer.phone, body) for body in bodies]
+
+        async def send_one(index: int, body: str) -> str:
+            return await self.send_sms(
+                phone, body, tag=part_tag(tag, index) if tag is not None else None
+            )
+
+        return await send_parts(bodies, send_one, skip_parts=skip_parts, on_part=on_part)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -31,6 +32,8 @@ class SmsChannel(ChannelSpec):
 
     kind = "sms"
     customer_service_window = None
+    #: Twilio calls each message's ``StatusCallback`` (with its ``?ob=`` tag) when it is sent.
+    default_confirm_hold_s = 30.0
 
     def db_filename(self, instance_id: str) -> str:
         """Return ``sms_bot_{id}.db``."""
@@ -58,6 +61,13 @@ class SmsChannel(ChannelSpec):
             messaging_service_sid=str(config.get("messaging_service_sid") or ""),
             status_callback=status_callback,
         )
+
+    def confirm_hold(self, config: dict[str, Any]) -> timedelta:
+        """No public ``/status`` URL means no status callbacks: nothing to wait for."""
+        if public_url_for(config, "/status", kind=self.kind,
+                          instance_id=str(config.get("id") or "")) is None:
+            return timedelta(0)
+        return super().confirm_hold(config)
 
     def parse_simulated(self, body: dict[str, Any]) -> InboundMessage:
         """Build a message from ``{"from": phone, "text"}`` (``from`` in any phone format)."""

@@ -17,6 +17,10 @@ from shared.phones import normalize_phone
 
 logger = logging.getLogger(__name__)
 
+#: Query parameter of the ``StatusCallback`` URL carrying the message's ``{tag}:{part}`` (the
+#: adapter's ``TAG_PARAM``; repeated here so parsing does not import the Twilio SDK).
+TAG_PARAM = "ob"
+
 #: Twilio ``MessageStatus`` → the runtime's status (``None``: nothing to record; the bot marks a
 #: message ``sent`` as soon as Twilio accepted it).
 STATUS_MAP: dict[str, str | None] = {
@@ -101,12 +105,21 @@ def parse_inbound(form: Mapping[str, Any]) -> InboundMessage:
     return message
 
 
-def parse_status(form: Mapping[str, Any]) -> StatusUpdate | None:
+def parse_status(
+    form: Mapping[str, Any], query: Mapping[str, str] | None = None
+) -> StatusUpdate | None:
     """Build the status update of a status callback.
+
+    Args:
+        form: the callback's form fields.
+        query: the query string of the URL Twilio called: the ``StatusCallback`` the bot gave
+            with the message, whose ``ob`` parameter is the message's ``{tag}:{part}``.
 
     Returns:
         The update, or ``None`` for intermediate statuses (``queued``, ``sending``...) and
-        statuses Twilio may add later.
+        statuses Twilio may add later — except that a tagged callback is always returned (any
+        status proves Twilio accepted the message; ``status`` is then ``accepted``, which
+        changes no delivery status).
 
     Raises:
         FormError: ``MessageSid`` or ``MessageStatus`` is missing.
@@ -117,12 +130,15 @@ def parse_status(form: Mapping[str, Any]) -> StatusUpdate | None:
         raise FormError("MessageSid is missing")
     if not twilio_status:
         raise FormError("MessageStatus is missing")
+    tag = _get(query, TAG_PARAM) if query is not None else ""
     status = STATUS_MAP.get(twilio_status)
     if status is None:
         if twilio_status not in STATUS_MAP:
             logger.debug("ignoring unknown Twilio status %s", twilio_status)
-        return None
-    update = StatusUpdate(provider_message_id=sid, status=status)
+        if not tag:
+            return None
+        return StatusUpdate(provider_message_id=sid, status="accepted", tag=tag)
+    update = StatusUpdate(provider_message_id=sid, status=status, tag=tag or None)
     code_text = _get(form, "ErrorCode")
     if code_text.isdigit() and int(code_text) != 0:
         update.error_code = int(code_text)

@@ -172,7 +172,7 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
         """Verify, apply the delivery status, answer empty TwiML."""
         try:
             _raw, form = await read_verified(request)
-            update = parse_status(form)
+            update = parse_status(form, request.query)
         except WebhookError as exc:
             logger.warning("status refused", extra={"status": exc.status, "reason": exc.reason})
             return web.Response(status=exc.status, text=exc.reason)

@@ -15,7 +15,14 @@ from typing import Any
 
 import aiohttp
 
-from shared.channels.base import ChannelAdapter, CustomerRef, Reply, SendError
+from shared.channels.base import (
+    ChannelAdapter,
+    CustomerRef,
+    PartCallback,
+    Reply,
+    SendError,
+    send_parts,
+)
 from telegram_bot.render import ApiCall, RenderError, render
 
 logger = logging.getLogger(__name__)
@@ -123,14 +130,24 @@ class TelegramAdapter(ChannelAdapter):
         return f"{chat_id}:{result['message_id']}"
 
     async def send(
-        self, customer: CustomerRef, reply: Reply, *, reply_to: str | None = None
+        self,
+        customer: CustomerRef,
+        reply: Reply,
+        *,
+        reply_to: str | None = None,
+        tag: str | None = None,
+        skip_parts: frozenset[int] = frozenset(),
+        on_part: PartCallback | None = None,
     ) -> list[str]:
-        """Render and send one reply; return ``{chat_id}:{message_id}`` per message sent.
+        """Render and send one reply; return ``{chat_id}:{message_id}`` per part sent.
+
+        ``tag`` is ignored: the Bot API reports no delivery status, so nothing can confirm a
+        part the bot did not see accepted (see ``BotStore.outbox_recover``).
 
         Raises:
             SendError: no Telegram id, a reply that cannot be rendered (never retried), or the
-                Bot API refused. When a split reply fails after some parts, the error is raised
-                and the row is retried whole.
+                Bot API refused (parts accepted before were reported to ``on_part``; the next
+                attempt skips them).
         """
         if not customer.telegram_id:
             raise SendError("customer has no Telegram id", retryable=False)
@@ -138,7 +155,11 @@ class TelegramAdapter(ChannelAdapter):
             calls = render(reply, customer.telegram_id, reply_to=reply_to)
         except RenderError as exc:
             raise SendError(f"not sent: {exc}", retryable=False) from exc
-        return [await self._send_call(call) for call in calls]
+
+        async def send_one(_index: int, call: ApiCall) -> str:
+            return await self._send_call(call)
+
+        return await send_parts(calls, send_one, skip_parts=skip_parts, on_part=on_part)
 
     async def answer_callback(self, callback_query_id: str, text: str | None = None) -> bool:
         """Stop the button's loading spinner (``answerCallbackQuery``); best effort."""

@@ -13,8 +13,17 @@ from typing import Any
 
 import aiohttp
 
-from shared.channels.base import AudioReply, ChannelAdapter, CustomerRef, Reply, SendError
-from whatsapp_bot.render import render, template_payload
+from shared.channels.base import (
+    AudioReply,
+    ChannelAdapter,
+    CustomerRef,
+    PartCallback,
+    Reply,
+    SendError,
+    part_tag,
+    send_parts,
+)
+from whatsapp_bot.render import CALLBACK_DATA_MAX, render, template_payload
 
 logger = logging.getLogger(__name__)
 
@@ -128,24 +137,43 @@ class WhatsAppAdapter(ChannelAdapter):
         return str(messages[0]["id"])
 
     async def send(
-        self, customer: CustomerRef, reply: Reply, *, reply_to: str | None = None
+        self,
+        customer: CustomerRef,
+        reply: Reply,
+        *,
+        reply_to: str | None = None,
+        tag: str | None = None,
+        skip_parts: frozenset[int] = frozenset(),
+        on_part: PartCallback | None = None,
     ) -> list[str]:
-        """Render and send one reply; return the WhatsApp message ids (one per part).
+        """Render and send one reply; return the WhatsApp message ids of the parts sent.
+
+        With a ``tag``, every part carries ``biz_opaque_callback_data = "{tag}:{part}"``, which
+        Meta echoes in that message's status webhooks (the bot's proof that a part was
+        accepted even when it never saw the answer).
 
         Raises:
-            SendError: Graph refused or could not be reached. When a split reply fails after
-                some parts, the error is raised and the row is retried whole.
+            SendError: Graph refused or could not be reached (parts accepted before were
+                reported to ``on_part``; the next attempt skips them).
         """
         recipient = recipient_fields(customer)
+        if tag is not None and len(part_tag(tag, 99)) > CALLBACK_DATA_MAX:
+            raise SendError("tag too long for biz_opaque_callback_data", retryable=False)
         if isinstance(reply, AudioReply) and not reply.media_id:
             if not reply.audio:
                 raise SendError("audio reply without audio", retryable=False)
+            if 0 in skip_parts:
+                return []  # the voice note (one part) was accepted already
             media_id = await self.upload_media(reply.audio, reply.mime)
             reply = AudioReply(media_id=media_id, mime=reply.mime)
-        ids: list[str] = []
-        for payload in render(reply, recipient, reply_to=reply_to):
-            ids.append(await self._send_payload(payload))
-        return ids
+        payloads = render(reply, recipient, reply_to=reply_to)
+
+        async def send_one(index: int, payload: dict[str, Any]) -> str:
+            if tag is not None:
+                payload = {**payload, "biz_opaque_callback_data": part_tag(tag, index)}
+            return await self._send_payload(payload)
+
+        return await send_parts(payloads, send_one, skip_parts=skip_parts, on_part=on_part)
 
     async def send_template(
         self,

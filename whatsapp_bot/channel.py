@@ -38,6 +38,8 @@ class WhatsAppChannel(ChannelSpec):
 
     kind = "whatsapp"
     customer_service_window = timedelta(hours=24)
+    #: Meta echoes ``biz_opaque_callback_data`` in status webhooks (usually within seconds).
+    default_confirm_hold_s = 30.0
 
     def db_filename(self, instance_id: str) -> str:
         """Return ``wa_sales_{id}.db`` (the seed's name)."""

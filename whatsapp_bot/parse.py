@@ -177,6 +177,8 @@ def _status(raw: dict[str, Any]) -> StatusUpdate | None:
         return None
     update = StatusUpdate(provider_message_id=message_id, status=status)
     update.timestamp = _int(raw.get("timestamp"))
+    # echoed from the message the bot sent: which outbox row and part this status confirms
+    update.tag = _text(raw.get("biz_opaque_callback_data"))
     errors = _list(raw.get("errors"), "statuses[].errors")
     if errors:
         error = _dict(errors[0])

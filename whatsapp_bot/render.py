@@ -41,6 +41,8 @@ ROW_DESCRIPTION_MAX = 72
 ROW_ID_MAX = 200
 SECTION_TITLE_MAX = 24
 LIST_BUTTON_MAX = 20
+#: ``biz_opaque_callback_data``: any string up to 512 characters, echoed in status webhooks.
+CALLBACK_DATA_MAX = 512
 
 MORE_TITLE = "More ▸"
 MORE_TEXT = "More options:"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from shared.botkit.outbox import parse_part_tag
 from shared.channels.base import (
     ChannelAdapter,
     CustomerRef,
@@ -129,13 +130,29 @@ class BotContext:
         return inbox_id
 
     def apply_status(self, update: StatusUpdate) -> bool:
-        """Apply a delivery status report (monotonic; unknown ids are ignored)."""
+        """Apply a delivery status report (monotonic; unknown ids are ignored).
+
+        A status carrying an outbox tag (``update.tag``, ``ob:{outbox id}:{part}``) is also the
+        provider's confirmation that it accepted that part: the part is recorded on its outbox
+        row (with its ``messages`` row) and the row is made due now, so a row held after a
+        crash is settled without sending that part again.
+        """
+        now = self.clock()
+        confirmed = False
+        target = parse_part_tag(update.tag)
+        if target is not None:
+            outbox_id, part = target
+            confirmed = self.store.outbox_confirm_part(
+                outbox_id, part, update.provider_message_id, now=now
+            )
+            if confirmed:
+                self.wake_outbox()
         changed = self.store.update_message_status(
             update.provider_message_id,
             update.status,
             error=update.error,
             error_code=update.error_code,
-            now=self.clock(),
+            now=now,
         )
         log = logger.warning if update.status == "failed" else logger.debug
         log(
@@ -144,6 +161,7 @@ class BotContext:
                 "provider_message_id": update.provider_message_id,
                 "status": update.status,
                 "changed": changed,
+                "confirmed_part": confirmed,
                 "error": update.error,
                 "error_code": update.error_code,
             },

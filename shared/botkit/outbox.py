@@ -3,7 +3,12 @@
 Each row is claimed (``pending`` → ``sending``, committed) before the provider call and settled
 after it: ``sent`` with the provider ids, ``pending`` again with a back-off for retryable errors
 (429/5xx/network; a provider's ``retry_after`` is honoured), or ``failed`` with the error and its
-code. What happens to a row found in ``sending`` at start is decided in
+code. A reply may render to several provider messages ("parts"): each part's provider id is
+committed as soon as the provider returns it, before the next part is sent (the last part is
+recorded in the same transaction that marks the row sent, so a one-part reply costs no extra
+commit). Every part is tagged ``ob:{outbox id}:{part}`` where the channel can have the provider
+echo it (WhatsApp, SMS); a later attempt sends only the parts not yet recorded or confirmed. What
+happens to a row found in ``sending`` at start is decided in
 :meth:`shared.store.BotStore.outbox_recover`.
 
 Replies to one customer leave in order: only the oldest open row of a customer is due.
@@ -15,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import random
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.channels.base import Reply, SendError, reply_from_dict
 from shared.logging import request_id_var
-from shared.store import OutboxRow
+from shared.store import BotStore, OutboxRow
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
@@ -54,6 +60,70 @@ def backoff_delay(
         return min(cap_s, retry_after) + r.uniform(0, 0.1 * max(retry_after, 0.1))
     delay = min(cap_s, base_s * 2 ** max(0, attempt - 1))
     return delay / 2 + r.uniform(0, delay / 2)
+
+
+TAG_PREFIX = "ob"
+
+
+def outbox_tag(outbox_id: int) -> str:
+    """The opaque tag of an outbox row given to the adapter (``ob:{id}``)."""
+    return f"{TAG_PREFIX}:{outbox_id}"
+
+
+def parse_part_tag(value: str | None) -> tuple[int, int] | None:
+    """Read ``ob:{outbox id}:{part}`` (a status's echoed tag) as ``(outbox id, part)``.
+
+    Returns:
+        ``None`` for anything else (another system's callback data, a malformed value).
+    """
+    if not value:
+        return None
+    prefix, _, rest = value.partition(":")
+    outbox_id, _, part = rest.partition(":")
+    if prefix != TAG_PREFIX or not outbox_id.isdigit() or not part.isdigit():
+        return None
+    return int(outbox_id), int(part)
+
+
+class PartRecorder:
+    """The outbox's ``on_part``: commits each accepted part at once, except the last one.
+
+    The last part (known from :meth:`expect`) is only kept in memory: the worker records it in
+    the same transaction that marks the row sent, so the common one-part reply costs no extra
+    commit. Without a part count every part is committed.
+
+    Args:
+        store: the bot's database.
+        outbox_id: the row being sent.
+        clock: time source.
+        recorded: parts recorded before this attempt.
+    """
+
+    def __init__(
+        self,
+        store: BotStore,
+        outbox_id: int,
+        clock: Callable[[], datetime],
+        recorded: dict[int, str],
+    ) -> None:
+        self.store = store
+        self.outbox_id = outbox_id
+        self.clock = clock
+        self.parts: dict[int, str] = dict(recorded)
+        self.total: int | None = None
+
+    def expect(self, total: int) -> None:
+        """Learn how many parts the reply rendered to."""
+        self.total = total
+
+    def __call__(self, index: int, provider_id: str, /) -> None:
+        """Record one accepted part (durably, unless it is the last one)."""
+        self.parts[index] = provider_id
+        if self.total is not None and len(self.parts) >= self.total:
+            return  # the last part: recorded with the row's completion
+        self.store.outbox_record_part(
+            self.outbox_id, index, provider_id, total=self.total, now=self.clock()
+        )
 
 
 def _reply_text(reply: Reply) -> str:
@@ -157,14 +227,27 @@ class OutboxWorker:
         attempt = row.attempts + 1
         token = request_id_var.set(row.request_id)
         extra = {"outbox_id": row.id, "attempt": attempt, "customer": row.customer}
+        recorded = row.parts_sent
+        if row.attempts:
+            # a status webhook may have confirmed parts since the row was read
+            recorded = store.outbox_parts(row.id)
+        recorder = PartRecorder(store, row.id, ctx.clock, recorded)
         try:
             reply = reply_from_dict(row.reply)
             kind: str = reply.type
             if self._outside_window(row):
                 kind = "template"
                 ids = await ctx.channel.send_outside_window(ctx, row.recipient, reply)
+                recorder.parts.update(enumerate(ids))
             else:
-                ids = await ctx.adapter.send(row.recipient, reply, reply_to=row.reply_to)
+                await ctx.adapter.send(
+                    row.recipient,
+                    reply,
+                    reply_to=row.reply_to,
+                    tag=outbox_tag(row.id),
+                    skip_parts=frozenset(recorded),
+                    on_part=recorder,
+                )
         except SendError as exc:
             self._settle_error(row, attempt, exc, kind_of(row))
             return
@@ -180,23 +263,27 @@ class OutboxWorker:
         finally:
             request_id_var.reset(token)
         now = ctx.clock()
+        parts = recorder.parts
+        ids = [parts[i] for i in sorted(parts)]
         with store.transaction():
-            store.outbox_mark_sent(row.id, ids, now=now)
-            for index, provider_id in enumerate(ids or [None]):  # type: ignore[list-item]
-                store.add_message(
-                    direction="out",
-                    customer=row.customer,
-                    type_=kind,
-                    text=_reply_text(reply) if index == 0 else "",
-                    user_id=row.user_id,
-                    provider_message_id=provider_id,
-                    status="sent",
-                    outbox_id=row.id,
-                    now=now,
-                )
+            store.outbox_mark_sent(row.id, ids, parts=parts, now=now)
+            store.add_sent_parts(
+                outbox_id=row.id,
+                customer=row.customer,
+                user_id=row.user_id,
+                kind=kind,
+                text=_reply_text(reply),
+                parts=parts,
+                now=now,
+            )
         logger.info(
             "reply sent",
-            extra={**extra, "provider_message_id": ids[0] if ids else None, "parts": len(ids)},
+            extra={
+                **extra,
+                "provider_message_id": ids[0] if ids else None,
+                "parts": len(ids),
+                "parts_skipped": len(recorded),
+            },
         )
 
     def _outside_window(self, row: OutboxRow) -> bool:

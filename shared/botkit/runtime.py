@@ -142,11 +142,13 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
         await http.close()
         await client.close()
         return 4
-    resent, settled = ctx.store.outbox_recover(now=ctx.clock())
+    hold = channel.confirm_hold(config)
+    resent, settled = ctx.store.outbox_recover(now=ctx.clock(), hold=hold)
     if resent or settled:
         logger.warning(
             "outbox rows interrupted by a crash settled",
-            extra={"resent": resent, "marked_sent": settled},
+            extra={"resent": resent, "marked_sent": settled,
+                   "confirm_hold_s": hold.total_seconds()},
         )
 
     runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)

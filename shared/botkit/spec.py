@@ -25,10 +25,26 @@ class ChannelSpec(ABC):
         kind: ``whatsapp``, ``sms`` or ``telegram``.
         customer_service_window: how long after a customer's last message free-form replies are
             allowed (WhatsApp: 24 h); ``None`` when the channel has no such rule.
+        default_confirm_hold_s: how long a reply interrupted by a crash waits for the
+            provider's confirmation before it is sent again (0: the provider never confirms).
     """
 
     kind: str = ""
     customer_service_window: timedelta | None = None
+    default_confirm_hold_s: float = 0.0
+
+    def confirm_hold(self, config: dict[str, Any]) -> timedelta:
+        """How long a row interrupted mid-send waits for the provider's confirmation
+        (``BotStore.outbox_recover``): the instance config's ``delivery_confirm_hold_s``, else
+        :attr:`default_confirm_hold_s`. Channels without confirmations keep 0."""
+        if not self.default_confirm_hold_s:
+            return timedelta(0)
+        value = config.get("delivery_confirm_hold_s")
+        try:
+            seconds = float(value) if value not in (None, "") else self.default_confirm_hold_s
+        except (TypeError, ValueError):
+            seconds = self.default_confirm_hold_s
+        return timedelta(seconds=max(0.0, seconds))
 
     @abstractmethod
     def db_filename(self, instance_id: str) -> str:

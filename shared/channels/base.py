@@ -8,8 +8,9 @@ into provider requests. Nothing here knows about any provider.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 InboundKind = Literal[
     "text", "button", "list", "audio", "image", "document", "location", "contacts", "other"
@@ -86,6 +87,9 @@ class StatusUpdate:
         error: provider error text for ``failed``.
         error_code: provider error code for ``failed`` (WhatsApp 131062 and the like).
         timestamp: provider timestamp, 0 when unknown.
+        tag: the ``{tag}:{part}`` the bot attached to the message when it sent it (WhatsApp
+            ``biz_opaque_callback_data``, the ``ob`` query parameter of a Twilio
+            ``StatusCallback``), or ``None``. It confirms that the provider accepted that part.
     """
 
     provider_message_id: str
@@ -93,6 +97,7 @@ class StatusUpdate:
     error: str | None = None
     error_code: int | None = None
     timestamp: int = 0
+    tag: str | None = None
 
 
 @dataclass(slots=True)
@@ -246,21 +251,95 @@ class SendError(Exception):
         self.code = code
 
 
+PartCallback = Callable[[int, str], None]
+"""Called after each accepted part with ``(part index, provider id)``."""
+
+
+@runtime_checkable
+class PartCounter(Protocol):
+    """An ``on_part`` callback that also wants the number of parts before the first is sent
+    (the outbox uses it to record the last part together with the row's completion)."""
+
+    def __call__(self, index: int, provider_id: str, /) -> None:
+        """Record one accepted part."""
+
+    def expect(self, total: int) -> None:
+        """Learn how many parts the reply rendered to."""
+
+
+P = TypeVar("P")
+
+
+def part_tag(tag: str, part: int) -> str:
+    """Return the per-part tag an adapter attaches to a provider message (``{tag}:{part}``)."""
+    return f"{tag}:{part}"
+
+
+async def send_parts(
+    parts: Sequence[P],
+    send_one: Callable[[int, P], Awaitable[str]],
+    *,
+    skip_parts: frozenset[int] = frozenset(),
+    on_part: PartCallback | None = None,
+) -> list[str]:
+    """Send rendered parts in order, skipping those already accepted; the adapters' common loop.
+
+    Args:
+        parts: the rendered provider requests, in sending order.
+        send_one: sends part ``index`` and returns its provider id (raises :class:`SendError`).
+        skip_parts: indexes the provider already accepted (not sent again).
+        on_part: called after each accepted part, before the next one is sent.
+
+    Returns:
+        The provider ids of the parts sent by this call, in order.
+    """
+    if isinstance(on_part, PartCounter):
+        on_part.expect(len(parts))
+    ids: list[str] = []
+    for index, part in enumerate(parts):
+        if index in skip_parts:
+            continue
+        provider_id = await send_one(index, part)
+        ids.append(provider_id)
+        if on_part is not None:
+            on_part(index, provider_id)
+    return ids
+
+
 class ChannelAdapter(ABC):
     """Sends channel-neutral replies through one provider.
 
     Implementations render each :data:`Reply` within the provider's limits (one reply may become
-    several provider messages) and raise :class:`SendError` on failure.
+    several provider messages, "parts") and raise :class:`SendError` on failure.
     """
 
     @abstractmethod
     async def send(
-        self, customer: CustomerRef, reply: Reply, *, reply_to: str | None = None
+        self,
+        customer: CustomerRef,
+        reply: Reply,
+        *,
+        reply_to: str | None = None,
+        tag: str | None = None,
+        skip_parts: frozenset[int] = frozenset(),
+        on_part: PartCallback | None = None,
     ) -> list[str]:
-        """Send one reply; return the provider message ids created.
+        """Send one reply; return the provider message ids created by this call.
+
+        Args:
+            customer: who to send to.
+            reply: what to send.
+            reply_to: provider id of the message this one answers, when the channel quotes.
+            tag: an opaque id of this reply (the outbox passes ``ob:{outbox id}``); channels
+                that can have the provider echo it back in status reports attach
+                ``{tag}:{part}`` to every part (:func:`part_tag`).
+            skip_parts: indexes of parts the provider already accepted: not sent again.
+            on_part: called with ``(part index, provider id)`` after each accepted part, before
+                the next one is sent (an :class:`PartCounter` is first told the part count).
 
         Raises:
-            SendError: the provider refused or could not be reached.
+            SendError: the provider refused or could not be reached; parts accepted before the
+                failure were already reported to ``on_part``.
         """
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold no resources

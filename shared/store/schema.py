@@ -127,6 +127,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN rate_counted INTEGER NOT NULL DEFAULT 1;
     """,
+    # 3: part-level send tracking, so a restart resends only what the provider did not accept:
+    # parts_sent is a JSON object {part index: provider id}, committed as each part is accepted;
+    # parts_total is the number of parts the reply rendered to (known once one part is recorded).
+    """
+    ALTER TABLE outbox ADD COLUMN parts_sent TEXT;
+    ALTER TABLE outbox ADD COLUMN parts_total INTEGER;
+    """,
 ]
 
 
