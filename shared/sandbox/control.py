@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp import web
 from shared.sandbox import telegram_api
 from shared.sandbox.common import STATE_KEY
 from shared.sandbox.state import FAULT_MODES, PROVIDERS
+from shared.sandbox.webhooks import GraphWebhook
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +201,49 @@ async def push_telegram_update(request: web.Request) -> web.Response:
     return web.json_response(update, status=201)
 
 
+async def list_webhooks(request: web.Request) -> web.Response:
+    """Registered status webhooks (secrets masked) and delivery counters."""
+    emitter = request.app[STATE_KEY].webhooks
+    return web.json_response(
+        {
+            "webhooks": [hook.to_dict() for hook in emitter.graph.values()],
+            "stats": {**asdict(emitter.stats), "pending": emitter.pending()},
+        }
+    )
+
+
+async def register_webhook(request: web.Request) -> web.Response:
+    """Send Graph status webhooks of one number to a URL:
+    ``{"provider": "graph", "phone_number_id", "url", "app_secret", "waba_id"?}``."""
+    try:
+        spec = await request.json()
+    except ValueError:
+        return _bad("body must be JSON")
+    if not isinstance(spec, dict) or spec.get("provider", "graph") != "graph":
+        return _bad('expected {"provider": "graph", "phone_number_id", "url", "app_secret"}')
+    missing = [k for k in ("phone_number_id", "url", "app_secret") if not spec.get(k)]
+    if missing:
+        return _bad(f"missing {', '.join(missing)}")
+    url = str(spec["url"])
+    if not url.startswith(("http://", "https://")):
+        return _bad("url must be http(s)")
+    hook = GraphWebhook(
+        phone_number_id=str(spec["phone_number_id"]),
+        url=url,
+        app_secret=str(spec["app_secret"]),
+        waba_id=str(spec.get("waba_id") or ""),
+    )
+    request.app[STATE_KEY].webhooks.register_graph(hook)
+    logger.info("status webhook registered for %s", hook.phone_number_id)
+    return web.json_response(hook.to_dict(), status=201)
+
+
+async def clear_webhooks(request: web.Request) -> web.Response:
+    """Forget every status webhook registration (and deliveries not made yet)."""
+    removed = request.app[STATE_KEY].webhooks.clear()
+    return web.json_response({"ok": True, "removed": removed})
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the control API under ``/_sandbox``."""
     router = app.router
@@ -213,3 +258,6 @@ def add_routes(app: web.Application) -> None:
     router.add_post(PREFIX + "/seed", reseed)
     router.add_post(PREFIX + "/reset", reset_all)
     router.add_post(PREFIX + "/telegram/updates", push_telegram_update)
+    router.add_get(PREFIX + "/webhooks", list_webhooks)
+    router.add_post(PREFIX + "/webhooks", register_webhook)
+    router.add_delete(PREFIX + "/webhooks", clear_webhooks)

@@ -39,6 +39,7 @@ ROW_TITLE_MAX = 24
 ROW_DESCRIPTION_MAX = 72
 ROW_ID_MAX = 200
 CAPTION_MAX = 1024
+CALLBACK_DATA_MAX = 512
 
 INVALID_PARAMETER_SUBCODE = 2494010
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
@@ -252,6 +253,10 @@ def validate_message(payload: Any) -> None:
         raise GraphError("The parameter messaging_product is required.")
     if not payload.get("to") and not payload.get("recipient"):
         raise GraphError("The parameter to is required.")
+    callback_data = payload.get("biz_opaque_callback_data")
+    if callback_data is not None:
+        _text_len_check(callback_data, CALLBACK_DATA_MAX, "biz_opaque_callback_data",
+                        required=False)
     kind = payload.get("type", "text")
     if kind not in MESSAGE_TYPES:
         raise GraphError(f"Param type has an unsupported value: {kind!r}.")
@@ -344,15 +349,24 @@ async def post_message(request: web.Request) -> web.Response:
     if payload.get("type") == "template":
         message["message_status"] = "accepted"
     contact = _contact(payload)
-    request.app[STATE_KEY].add_message(
+    state = request.app[STATE_KEY]
+    phone_number_id = request.match_info["phone_number_id"]
+    state.add_message(
         request_seq=request[SEQ_KEY],
         provider="graph",
         to=contact["input"],
-        sender=request.match_info["phone_number_id"],
+        sender=phone_number_id,
         type=payload.get("type", "text"),
         text=summarize_text(payload),
         message_id=wamid,
         payload=payload,
+    )
+    callback_data = payload.get("biz_opaque_callback_data")
+    state.webhooks.graph_message_accepted(
+        phone_number_id,
+        wamid=wamid,
+        recipient_id=contact.get("wa_id") or contact["input"],
+        biz_opaque_callback_data=callback_data if isinstance(callback_data, str) else None,
     )
     return web.json_response(
         {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}

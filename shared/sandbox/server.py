@@ -122,7 +122,17 @@ def create_app(
         ``/_sandbox``; its state is ``app[STATE_KEY]``.
     """
     app = web.Application(middlewares=[record_provider_requests], client_max_size=CLIENT_MAX_SIZE)
-    app[STATE_KEY] = SandboxState(seed=seed, max_requests=max_requests, max_messages=max_messages)
+    state = SandboxState(seed=seed, max_requests=max_requests, max_messages=max_messages)
+    app[STATE_KEY] = state
+
+    async def start_webhooks(_app: web.Application) -> None:
+        await state.webhooks.start()
+
+    async def stop_webhooks(_app: web.Application) -> None:
+        await state.webhooks.stop()
+
+    app.on_startup.append(start_webhooks)
+    app.on_cleanup.append(stop_webhooks)
     graph_api.add_routes(app)
     twilio_api.add_routes(app)
     telegram_api.add_routes(app)

@@ -9,6 +9,8 @@ from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from shared.sandbox.webhooks import WebhookEmitter
+
 Provider = Literal["graph", "twilio", "telegram"]
 PROVIDERS: tuple[Provider, ...] = ("graph", "twilio", "telegram")
 FaultMode = Literal["429", "500", "slow", "error"]
@@ -195,6 +197,8 @@ class SandboxState:
         self.media: OrderedDict[str, MediaItem] = OrderedDict()
         self.twilio_messages: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.telegram: dict[str, TelegramBotState] = {}
+        #: status webhooks to the bots (Graph registrations, Twilio ``StatusCallback``s)
+        self.webhooks = WebhookEmitter()
         self.started_at = time.time()
         self._request_seq = 0
         self._message_seq = 0
@@ -295,9 +299,11 @@ class SandboxState:
         self.messages.clear()
 
     def reset_all(self) -> None:
-        """Forget requests, messages, faults, media and Telegram webhooks/updates."""
+        """Forget requests, messages, faults, media, status webhooks and Telegram
+        webhooks/updates."""
         self.reset_log()
         self.faults.clear()
+        self.webhooks.clear()
         self.media.clear()
         self.twilio_messages.clear()
         for bot in self.telegram.values():

@@ -80,6 +80,18 @@ def _authenticated(request: web.Request, account_sid: str) -> bool:
     return sid_ok and bool(password)
 
 
+def _auth_token(request: web.Request) -> str:
+    """The auth token of a request authenticated with ``AccountSid:AuthToken`` (Twilio signs
+    status callbacks with it), or ``""`` for API-key credentials."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    username, _, password = decoded.partition(":")
+    return password if scheme.lower() == "basic" and username.startswith("AC") else ""
+
+
 def _num_segments(body: str) -> int:
     if len(body) <= GSM_SEGMENT:
         return 1
@@ -155,6 +167,23 @@ async def create_message(request: web.Request) -> web.Response:
         message_id=sid,
         payload=dict(form),
     )
+    callback = str(form.get("StatusCallback") or "")
+    token = _auth_token(request)
+    if callback and token:
+        state.webhooks.twilio_message_accepted(
+            callback,
+            auth_token=token,
+            form={
+                "AccountSid": account_sid,
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "MessageStatus": "sent",
+                "SmsStatus": "sent",
+                "To": str(form["To"]),
+                "From": str(form.get("From") or ""),
+                "ApiVersion": API_VERSION,
+            },
+        )
     return web.json_response(resource, status=201)
 
 
