@@ -75,6 +75,19 @@ class SandboxProcess:
     def clear_faults(self) -> None:
         self.http.delete("/_sandbox/faults").raise_for_status()
 
+    def register_status_webhook(self, phone_number_id: str, url: str, app_secret: str) -> None:
+        """Have the sandbox send Meta-like status webhooks of this number to ``url``."""
+        self.http.post("/_sandbox/webhooks", json={
+            "provider": "graph", "phone_number_id": phone_number_id, "url": url,
+            "app_secret": app_secret, "waba_id": WABA_ID,
+        }).raise_for_status()
+
+    def webhook_stats(self) -> dict[str, Any]:
+        """The sandbox's status-webhook delivery counters."""
+        res = self.http.get("/_sandbox/webhooks")
+        res.raise_for_status()
+        return res.json()["stats"]  # type: ignore[no-any-return]
+
     def messages(self, sender: str) -> list[dict[str, Any]]:
         """Accepted outbound Graph messages a bot (its ``phone_number_id``) sent."""
         res = self.http.get("/_sandbox/messages", params={"provider": "graph"})
@@ -139,14 +152,19 @@ class Bot:
         return f"inbox {dict(inbox)}, outbox {dict(outbox)}"
 
     def recovery_summary(self) -> str:
-        """What the restarts had to recover: inbox rows replayed, outbox rows settled."""
-        replayed = resent = 0
+        """What the restarts had to recover: inbox rows replayed, outbox rows interrupted
+        mid-send (held for the provider's confirmation), and how many of those the provider's
+        status webhooks settled without sending again."""
+        replayed = held = confirmed = 0
         for event in self.log_events():
             if event.get("msg") == "replaying unhandled inbox rows":
                 replayed += int(event.get("count", 0))
             if event.get("msg") == "outbox rows interrupted by a crash settled":
-                resent += int(event.get("resent", 0))
-        return f"inbox rows replayed {replayed}, outbox rows resent {resent}"
+                held += int(event.get("resent", 0))
+            if event.get("msg") == "reply sent" and int(event.get("parts_skipped") or 0) > 0:
+                confirmed += 1
+        return (f"inbox rows replayed {replayed}, outbox rows interrupted mid-send {held}, "
+                f"settled by provider confirmation without resending {confirmed}")
 
     def health(self) -> dict[str, Any] | None:
         """The bot's ``/control/health`` with a control token of its current generation."""
@@ -181,6 +199,9 @@ def start_bot(
     assert res.status_code == 200, res.text
     st = orch.wait_state("whatsapp", bot.id, "running", timeout=30)
     bot.port = int(st["port"])
+    # Status webhooks flow as on Meta: the bot learns which sends were accepted even when it
+    # died before reading the answer (biz_opaque_callback_data carries the outbox row's tag).
+    sandbox.register_status_webhook(phone_number_id, f"{bot.url}/webhook", APP_SECRET)
     return bot
 
 

@@ -1,5 +1,9 @@
 """``kill -9`` of a bot while inbound messages arrive: after the respawn every message has
-exactly one reply (the sender retries every non-200 and connection error, as Meta does)."""
+exactly one reply (the sender retries every non-200 and connection error, as Meta does).
+
+The sandbox sends Meta-like status webhooks to the bot (registered by ``start_bot``): a reply
+whose send was in flight when the bot died is confirmed by its status (its
+``biz_opaque_callback_data`` names the outbox row) and settled without being sent again."""
 
 from __future__ import annotations
 
@@ -79,6 +83,7 @@ def test_kill9_bot_under_load_loses_and_doubles_nothing(
         f"{n} messages, {len(pids)} kill -9 of the bot; {sender.stats.summary()}; "
         f"{refused} refused/failed attempts retried; restarts {st['restarts']}; "
         f"{bot.recovery_summary()}; {bot.db_summary()}; "
+        f"status webhooks {sandbox.webhook_stats()}; "
         f"{len(messages)} replies in {time.monotonic() - started:.1f} s"
     )
     passed = lost == 0 and doubled == 0 and not sender.stats.gave_up
