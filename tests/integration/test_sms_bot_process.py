@@ -159,7 +159,8 @@ async def test_sms_bot_process_end_to_end(tmp_path: Path) -> None:
             assert "3. Write a spec" in body
             assert "*" not in body  # *bold* markers stripped
             assert welcome[0]["payload"]["From"] == BOT_NUMBER
-            assert welcome[0]["payload"]["StatusCallback"] == f"{PUBLIC}/status"
+            # the callback names the outbox row and part, so Twilio's callback confirms it
+            assert welcome[0]["payload"]["StatusCallback"] == f"{PUBLIC}/status?ob=ob:1:0"
             await asyncio.sleep(0.8)
             assert len(await sms_to(session, sandbox)) == 1  # the retry made no second reply
 
