@@ -25,9 +25,12 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
     url = normalize_url(url)
-    # Routes and the supervisor's threads each take a connection for a short transaction; a
-    # burst of starts (a fleet of 100) needs more than SQLAlchemy's default 5 + 10.
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 30}
+    # Sync routes and dependencies run in anyio's threadpool (40 threads) and the supervisor
+    # in asyncio's default executor; each may hold a connection for a short transaction. The
+    # pool must be larger than all those threads together, or a burst (100 bots started at
+    # once) starves: threads block on the pool while the requests holding connections wait
+    # for a thread to finish in.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 60}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         path = url.split("///", 1)[-1]

@@ -301,3 +301,32 @@ def test_many_starts_and_stops_at_once(orch: OrchestratorProcess) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         assert list(pool.map(lambda i: call("stop", i), ids)) == [200] * 16
     assert {orch.status("whatsapp", i)["state"] for i in ids} == {"stopped"}
+
+
+def test_a_burst_of_100_start_requests_all_succeed(tmp_path: Path) -> None:
+    """100 start requests at once used to starve the DB pool (threads blocked on it while the
+    requests holding connections waited for a thread) and answer 500 after 30 s."""
+    import asyncio
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    ids = [f"burst-{n:03d}" for n in range(100)]
+    orch = OrchestratorProcess(
+        tmp_path,
+        FLOTILLA_READY_TIMEOUT="1",
+        FLOTILLA_BOT_COMMAND_OVERRIDE=json.dumps(dict.fromkeys(ids, sleeper)),
+    ).start()
+    try:
+        for bot_id in ids:
+            orch.create_bot(name=bot_id)
+
+        async def burst(action: str) -> list[int]:
+            async with httpx.AsyncClient(base_url=orch.url, headers=orch.headers,
+                                         timeout=120) as http:
+                res = await asyncio.gather(
+                    *(http.post(f"/admin/whatsapp/instances/{i}/{action}") for i in ids))
+            return [r.status_code for r in res]
+
+        assert asyncio.run(burst("start")) == [200] * 100
+        assert asyncio.run(burst("stop")) == [200] * 100
+    finally:
+        orch.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from orchestrator import crud
@@ -44,7 +45,9 @@ def _finish(
 
 def _release(session: SessionDep, instance: BotInstance) -> tuple[str, str, bool]:
     """Read what the supervisor needs, then end the read transaction so no pooled connection
-    is held while the (slow) start or stop is awaited."""
+    is held while the (slow) start or stop is awaited. Like ``_finish`` it runs in the
+    threadpool: blocking the event loop on the pool or on SQLite's write lock would stall the
+    very requests that would free them."""
     values = (instance.id, instance.kind, instance.enabled)
     session.rollback()
     return values
@@ -55,14 +58,14 @@ async def start_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Start the bot and set ``auto_start``; a disabled bot or a taken port → 409."""
-    bot_id, kind, enabled = _release(session, instance)
+    bot_id, kind, enabled = await run_in_threadpool(_release, session, instance)
     if not enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
     try:
         result = await supervisor_of(request).start(bot_id, kind)
     except SupervisorError as exc:
         raise HTTPException(exc.status, exc.message) from exc
-    _finish(session, bot_id, user, "bot.start", True)
+    await run_in_threadpool(_finish, session, bot_id, user, "bot.start", True)
     return result
 
 
@@ -71,8 +74,8 @@ async def stop_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop the bot (SIGTERM, 5 s, SIGKILL) and clear ``auto_start``."""
-    bot_id, kind, _enabled = _release(session, instance)
-    _finish(session, bot_id, user, "bot.stop", False)
+    bot_id, kind, _enabled = await run_in_threadpool(_release, session, instance)
+    await run_in_threadpool(_finish, session, bot_id, user, "bot.stop", False)
     return await supervisor_of(request).stop(bot_id, kind)
 
 
@@ -81,14 +84,14 @@ async def restart_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop then start; ``auto_start`` is kept as it is."""
-    bot_id, kind, enabled = _release(session, instance)
+    bot_id, kind, enabled = await run_in_threadpool(_release, session, instance)
     if not enabled:
         raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
     try:
         result = await supervisor_of(request).restart(bot_id, kind)
     except SupervisorError as exc:
         raise HTTPException(exc.status, exc.message) from exc
-    _finish(session, bot_id, user, "bot.restart", None)
+    await run_in_threadpool(_finish, session, bot_id, user, "bot.restart", None)
     return result
 
 
