@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.phones import normalize_phone
 
 Kind = Literal["whatsapp", "sms", "telegram"]
+#: A user id as the database can hold it (a larger int would be a driver error, not a 422).
+UserId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Role = Literal["admin", "user", "guest"]
 KINDS: tuple[str, ...] = ("whatsapp", "sms", "telegram")
 
@@ -98,7 +100,7 @@ class InstanceFields(BaseModel):
     webhook_port: int | None = Field(default=None, ge=1024, le=65535)
     enabled: bool | None = None
     auto_start: bool | None = None
-    owner_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    owner_id: UserId | None = None
     # AI
     llm_backend: str | None = None
     system_prompt: str | None = Field(default=None, max_length=20000)

@@ -633,3 +633,13 @@ def test_internal_tts_and_stt(client: TestClient, actors: Actors, fake: FakeOpen
     assert empty.status_code == 422
     assert client.post("/internal/tts", json={"text": "x"}).status_code == 401
     assert client.post("/internal/tts", json={"text": ""}, headers=bh).status_code == 422
+
+
+def test_owner_id_beyond_the_database_is_422(client: TestClient, actors: Actors) -> None:
+    res = client.post("/admin/knowledge", json={"name": "kb", "owner_id": -(2**110)},
+                      headers=actors.headers["admin"])
+    assert res.status_code == 422
+    assert res.json()["detail"][0]["loc"] == ["body", "owner_id"]
+    res = client.post("/admin/whatsapp/instances", json={"name": "b", "owner_id": 2**64},
+                      headers=actors.headers["admin"])
+    assert res.status_code == 422

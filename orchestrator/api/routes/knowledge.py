@@ -29,6 +29,7 @@ from orchestrator import crud
 from orchestrator.api.ai_deps import AIDep, ai_errors, read_upload
 from orchestrator.api.deps import CurrentUser, SessionDep, WriterUser
 from orchestrator.models import BotInstance, KnowledgeBase, User, utcnow
+from orchestrator.schemas import UserId
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/knowledge", tags=["knowledge"])
@@ -42,7 +43,7 @@ class KnowledgeBaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    owner_id: int | None = None
+    owner_id: UserId | None = None
 
 
 class SearchRequest(BaseModel):
