@@ -395,25 +395,36 @@ class Supervisor:
             f"no free port in {self.settings.port_range_start}-{self.settings.port_range_end}",
         )
 
+    def _startable(self, session: Session, instance_id: str) -> tuple[BotInstance, bool]:
+        """The instance if it may start, and whether it needs a port allocated.
+
+        Raises:
+            SupervisorError: missing (404), disabled or its chosen port taken (409).
+        """
+        instance = session.get(BotInstance, instance_id)
+        if instance is None:
+            raise SupervisorError(404, "bot not found")
+        if not instance.enabled:
+            raise SupervisorError(409, "bot is disabled; enable it before starting")
+        port = instance.webhook_port
+        if port is None:
+            return instance, True
+        if port_is_free(self.settings.bot_host, port):
+            return instance, False
+        if (instance.config or {}).get("port_auto"):
+            return instance, True  # ours was allocated and something else took it: move
+        raise SupervisorError(
+            409, f"port {port} is already in use by another program; choose another port"
+        )
+
     def _prepare(self, w: Watcher) -> tuple[BotInstance, int, int]:
         # One at a time: two bots starting together must not both pick the same free port.
         with self._prepare_lock, Session(self.engine) as session:
-            instance = session.get(BotInstance, w.instance_id)
-            if instance is None:
-                raise SupervisorError(404, "bot not found")
-            if not instance.enabled:
-                raise SupervisorError(409, "bot is disabled; enable it before starting")
-            port = instance.webhook_port
-            auto = bool((instance.config or {}).get("port_auto"))
-            if port is None or (auto and not port_is_free(self.settings.bot_host, port)):
-                # No port chosen (or ours was allocated and something else took it): allocate.
-                port = self._allocate_port(session, instance)
-                instance.webhook_port = port
+            instance, allocate = self._startable(session, w.instance_id)
+            if allocate:
+                instance.webhook_port = self._allocate_port(session, instance)
                 instance.config = {**(instance.config or {}), "port_auto": True}
-            elif not port_is_free(self.settings.bot_host, port):
-                raise SupervisorError(
-                    409, f"port {port} is already in use by another program; choose another port"
-                )
+            port = int(instance.webhook_port or 0)
             instance.spawn_generation += 1
             session.add(instance)
             session.commit()
@@ -494,17 +505,7 @@ class Supervisor:
 
     def _precheck(self, w: Watcher) -> None:
         with Session(self.engine) as session:
-            instance = session.get(BotInstance, w.instance_id)
-            if instance is None:
-                raise SupervisorError(404, "bot not found")
-            if not instance.enabled:
-                raise SupervisorError(409, "bot is disabled; enable it before starting")
-            port = instance.webhook_port
-            auto = bool((instance.config or {}).get("port_auto"))
-            if port is not None and not auto and not port_is_free(self.settings.bot_host, port):
-                raise SupervisorError(
-                    409, f"port {port} is already in use by another program; choose another port"
-                )
+            self._startable(session, w.instance_id)
 
     async def stop(self, instance_id: str, kind: str) -> dict[str, Any]:
         """Stop a bot gracefully (SIGTERM, ``graceful_timeout``, SIGKILL)."""

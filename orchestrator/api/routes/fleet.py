@@ -53,20 +53,33 @@ def _release(session: SessionDep, instance: BotInstance) -> tuple[str, str, bool
     return values
 
 
+async def _start(
+    request: Request,
+    instance: BotInstance,
+    session: SessionDep,
+    user: CurrentUser,
+    *,
+    restart: bool,
+) -> dict[str, Any]:
+    bot_id, kind, enabled = await run_in_threadpool(_release, session, instance)
+    if not enabled:  # checked before a restart stops it
+        raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
+    sup = supervisor_of(request)
+    try:
+        result = await (sup.restart if restart else sup.start)(bot_id, kind)
+    except SupervisorError as exc:
+        raise HTTPException(exc.status, exc.message) from exc
+    action, auto_start = ("bot.restart", None) if restart else ("bot.start", True)
+    await run_in_threadpool(_finish, session, bot_id, user, action, auto_start)
+    return result
+
+
 @router.post("/admin/{kind}/instances/{instance_id}/start")
 async def start_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Start the bot and set ``auto_start``; a disabled bot or a taken port → 409."""
-    bot_id, kind, enabled = await run_in_threadpool(_release, session, instance)
-    if not enabled:
-        raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
-    try:
-        result = await supervisor_of(request).start(bot_id, kind)
-    except SupervisorError as exc:
-        raise HTTPException(exc.status, exc.message) from exc
-    await run_in_threadpool(_finish, session, bot_id, user, "bot.start", True)
-    return result
+    return await _start(request, instance, session, user, restart=False)
 
 
 @router.post("/admin/{kind}/instances/{instance_id}/stop")
@@ -84,15 +97,7 @@ async def restart_bot(
     request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop then start; ``auto_start`` is kept as it is."""
-    bot_id, kind, enabled = await run_in_threadpool(_release, session, instance)
-    if not enabled:
-        raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
-    try:
-        result = await supervisor_of(request).restart(bot_id, kind)
-    except SupervisorError as exc:
-        raise HTTPException(exc.status, exc.message) from exc
-    await run_in_threadpool(_finish, session, bot_id, user, "bot.restart", None)
-    return result
+    return await _start(request, instance, session, user, restart=True)
 
 
 @router.get("/admin/{kind}/instances/{instance_id}/status")
