@@ -35,9 +35,6 @@ class SmsChannel(ChannelSpec):
     #: Twilio calls each message's ``StatusCallback`` (with its ``?ob=`` tag) when it is sent.
     default_confirm_hold_s = 30.0
 
-    def db_filename(self, instance_id: str) -> str:
-        """Return ``sms_bot_{id}.db``."""
-        return f"sms_bot_{instance_id}.db"
 
     def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:
         """Return ``POST /webhook`` and ``POST /status``."""

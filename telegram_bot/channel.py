@@ -35,9 +35,6 @@ class TelegramChannel(ChannelSpec):
     kind = "telegram"
     customer_service_window = None
 
-    def db_filename(self, instance_id: str) -> str:
-        """Return ``telegram_bot_{id}.db``."""
-        return f"telegram_bot_{instance_id}.db"
 
     def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:
         """Return ``POST /webhook``."""

@@ -41,9 +41,6 @@ class WhatsAppChannel(ChannelSpec):
     #: Meta echoes ``biz_opaque_callback_data`` in status webhooks (usually within seconds).
     default_confirm_hold_s = 30.0
 
-    def db_filename(self, instance_id: str) -> str:
-        """Return ``wa_sales_{id}.db`` (the seed's name)."""
-        return f"wa_sales_{instance_id}.db"
 
     def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:
         """Return ``GET/POST /webhook``."""

@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from shared.channels.base import ChannelAdapter, CustomerRef, InboundMessage, Reply, SendError
+from shared.store.files import bot_db_filename
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
@@ -46,9 +47,9 @@ class ChannelSpec(ABC):
             seconds = self.default_confirm_hold_s
         return timedelta(seconds=max(0.0, seconds))
 
-    @abstractmethod
     def db_filename(self, instance_id: str) -> str:
         """Return the SQLite file name inside ``BOT_DATA_DIR``."""
+        return bot_db_filename(self.kind, instance_id)
 
     @abstractmethod
     def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:

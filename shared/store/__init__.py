@@ -1,5 +1,6 @@
 """Per-bot SQLite storage (see :mod:`shared.store.sqlite`)."""
 
+from shared.store.files import bot_db_filename
 from shared.store.sqlite import (
     STATUS_RANK,
     BotStore,
@@ -19,6 +20,7 @@ __all__ = [
     "InboxRow",
     "OutboxRow",
     "User",
+    "bot_db_filename",
     "inbound_from_json",
     "inbound_to_json",
     "iso",

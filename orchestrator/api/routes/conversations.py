@@ -28,6 +28,7 @@ from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
 from orchestrator.models import BotInstance
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Supervisor
+from shared.store.files import bot_db_filename
 from shared.store.sqlite import iso
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,8 @@ class SimulatedMessage(BaseModel):
 
 
 def bot_db_path(settings: Settings, kind: str, instance_id: str) -> Path:
-    """``wa_sales_{id}.db`` for WhatsApp, ``{kind}_bot_{id}.db`` otherwise, in the data dir."""
-    name = f"wa_sales_{instance_id}.db" if kind == "whatsapp" else f"{kind}_bot_{instance_id}.db"
-    return settings.data_dir / name
+    """The bot's own SQLite file in the data dir."""
+    return settings.data_dir / bot_db_filename(kind, instance_id)
 
 
 def _open_ro(path: Path) -> sqlite3.Connection | None:
