@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv run test unit e2e lint bench faults clean
+.PHONY: venv run test unit e2e lint audit bench faults clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ e2e: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy orchestrator shared whatsapp_bot sms_bot telegram_bot admin_ui
+	$(MAKE) audit
+
+# Known vulnerabilities in the installed packages (PyPI's advisory data; docs/security.md).
+audit: $(STAMP)
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
