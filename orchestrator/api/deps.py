@@ -61,7 +61,21 @@ def get_current_user(
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> User:
     """The signed-in user, from a bearer token or the admin UI's session cookie."""
-    token = token or request.cookies.get(SESSION_COOKIE)
+    user = user_for_token(session, settings, token or request.cookies.get(SESSION_COOKIE))
+    request.state.user = user
+    return user
+
+
+def user_for_token(session: Session, settings: Settings, token: str | None) -> User:
+    """The active user an admin token (bearer or session cookie) names.
+
+    The one place a token becomes a user: :func:`get_current_user` and the body-limit
+    middleware (which checks the token before a large body is read) both call it.
+
+    Raises:
+        HTTPException: 401 when there is no token, it is invalid or expired, or its user is
+            disabled or gone.
+    """
     if not token:
         raise _unauthorized("not authenticated")
     try:
@@ -72,7 +86,6 @@ def get_current_user(
     user = session.get(User, user_id)
     if user is None or not user.active:
         raise _unauthorized("user is disabled or gone")
-    request.state.user = user
     return user
 
 
