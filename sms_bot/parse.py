@@ -12,7 +12,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from shared.channels.base import CustomerRef, InboundKind, InboundMessage, StatusUpdate
+from shared.channels.base import (
+    PHONE,
+    CustomerRef,
+    InboundKind,
+    InboundMessage,
+    StatusUpdate,
+)
 from shared.phones import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -91,7 +97,7 @@ def parse_inbound(form: Mapping[str, Any]) -> InboundMessage:
     raw = {key: str(form[key]) for key in form}
     message = InboundMessage(
         provider_message_id=sid,
-        customer=CustomerRef(phone=phone),
+        customer=CustomerRef({PHONE: phone}),
         kind="text",
         text=str(form.get("Body") or ""),
         raw=raw,

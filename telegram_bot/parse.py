@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from shared.channels.base import CustomerRef, InboundMessage
+from shared.channels.base import PHONE, TELEGRAM_USER, USERNAME, CustomerRef, InboundMessage
 from shared.phones import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,10 @@ def customer_of(user: dict[str, Any]) -> CustomerRef:
         str(user[k]).strip() for k in ("first_name", "last_name") if user.get(k)
     ).strip()
     return CustomerRef(
-        telegram_id=str(user_id),
-        username=str(user["username"]) if user.get("username") else None,
+        {
+            TELEGRAM_USER: str(user_id),
+            USERNAME: str(user["username"]) if user.get("username") else None,
+        },
         profile_name=name or None,
     )
 
@@ -138,7 +140,7 @@ def _message(update_id: int, raw: dict[str, Any]) -> InboundMessage | None:
         message.kind = "contacts"
         message.text = " ".join(v for v in (name, phone) if v)
         if contact.get("user_id") == sender.get("id") and phone.startswith("+"):
-            message.customer.phone = phone  # the customer shared their own number
+            message.customer.identities[PHONE] = phone  # the customer shared their own number
     else:
         message.kind = "other"
         message.text = caption

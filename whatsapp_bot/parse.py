@@ -14,7 +14,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.channels.base import CustomerRef, InboundKind, InboundMessage, StatusUpdate
+from shared.channels.base import (
+    BSUID,
+    PARENT_BSUID,
+    PHONE,
+    USERNAME,
+    CustomerRef,
+    InboundKind,
+    InboundMessage,
+    StatusUpdate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +101,14 @@ def customer_of(message: dict[str, Any], contacts: list[dict[str, Any]]) -> Cust
     contact = _contact_for(message, contacts)
     profile = _dict(contact.get("profile"))
     customer = CustomerRef(
-        phone=_phone(_text(message.get("from")) or _text(contact.get("wa_id"))),
-        bsuid=_text(message.get("from_user_id")) or _text(contact.get("user_id")),
-        parent_bsuid=(
-            _text(message.get("from_parent_user_id")) or _text(contact.get("parent_user_id"))
-        ),
-        username=_text(profile.get("username")),
+        {
+            PHONE: _phone(_text(message.get("from")) or _text(contact.get("wa_id"))),
+            BSUID: _text(message.get("from_user_id")) or _text(contact.get("user_id")),
+            PARENT_BSUID: (
+                _text(message.get("from_parent_user_id")) or _text(contact.get("parent_user_id"))
+            ),
+            USERNAME: _text(profile.get("username")),
+        },
         profile_name=_text(profile.get("name")),
     )
     if not customer.phone and not customer.bsuid:

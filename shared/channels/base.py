@@ -8,7 +8,7 @@ into provider requests. Nothing here knows about any provider.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -17,32 +17,153 @@ InboundKind = Literal[
 ]
 
 
-@dataclass(slots=True)
+#: Identity schemes the shipped channels produce (a channel may add its own).
+PHONE = "phone"
+BSUID = "bsuid"
+PARENT_BSUID = "parent_bsuid"
+USERNAME = "username"
+TELEGRAM_USER = "telegram_user"
+
+#: Schemes that find a customer, strongest first; any other scheme comes after these
+#: (alphabetically) and the movable schemes last (see :data:`MOVABLE_SCHEMES`).
+SCHEME_PRIORITY: tuple[str, ...] = (BSUID, PHONE, TELEGRAM_USER)
+#: Schemes whose value may pass to another customer (a handle given up and taken by someone
+#: else): the latest holder keeps it, a customer has at most one, and they are the last resort
+#: when finding a customer.
+MOVABLE_SCHEMES: tuple[str, ...] = (USERNAME, PARENT_BSUID)
+#: Schemes a reply can be addressed to, in order of preference (then any other non-movable one).
+ADDRESS_ORDER: tuple[str, ...] = (PHONE, BSUID, TELEGRAM_USER, USERNAME)
+
+
+def lookup_order(schemes: Iterable[str]) -> list[str]:
+    """Order ``schemes`` the way a customer is looked up: :data:`SCHEME_PRIORITY`, then other
+    fixed schemes alphabetically, then :data:`MOVABLE_SCHEMES`."""
+    present = set(schemes)
+    first = [s for s in SCHEME_PRIORITY if s in present]
+    last = [s for s in MOVABLE_SCHEMES if s in present]
+    middle = sorted(present - set(first) - set(last))
+    return [*first, *middle, *last]
+
+
 class CustomerRef:
-    """Every identifier a channel gives for one customer; any of them may be missing.
+    """Every identity a channel gives for one customer: a mapping ``scheme → value``.
+
+    Schemes are plain strings (:data:`PHONE` ``+15551234567`` in E.164, :data:`BSUID` the
+    WhatsApp business-scoped user id ``BR.150257...``, :data:`PARENT_BSUID`,
+    :data:`USERNAME`, :data:`TELEGRAM_USER` the Telegram user id as a string, or any scheme a
+    channel declares). Empty values are dropped. The keyword arguments ``phone``, ``bsuid``,
+    ``parent_bsuid``, ``username`` and ``telegram_id`` are shorthands for those schemes, and the
+    read-only properties of the same names read them back.
 
     Attributes:
-        phone: E.164 phone number (``+15551234567``) when the channel gives one.
-        bsuid: WhatsApp business-scoped user id (``contacts[].user_id``), e.g. ``BR.150257...``.
-        parent_bsuid: WhatsApp ``parent_user_id`` when present.
-        username: WhatsApp / Telegram username.
-        telegram_id: Telegram user id as a string.
-        profile_name: display name the customer chose.
+        identities: ``{scheme: value}``.
+        profile_name: display name the customer chose (not an identity).
     """
 
-    phone: str | None = None
-    bsuid: str | None = None
-    parent_bsuid: str | None = None
-    username: str | None = None
-    telegram_id: str | None = None
-    profile_name: str | None = None
+    __slots__ = ("identities", "profile_name")
+
+    def __init__(
+        self,
+        identities: Mapping[str, str | None] | None = None,
+        *,
+        profile_name: str | None = None,
+        phone: str | None = None,
+        bsuid: str | None = None,
+        parent_bsuid: str | None = None,
+        username: str | None = None,
+        telegram_id: str | None = None,
+    ) -> None:
+        merged: dict[str, str] = {}
+        for scheme, value in (identities or {}).items():
+            if value:
+                merged[str(scheme)] = str(value)
+        for scheme, value in (
+            (PHONE, phone),
+            (BSUID, bsuid),
+            (PARENT_BSUID, parent_bsuid),
+            (USERNAME, username),
+            (TELEGRAM_USER, telegram_id),
+        ):
+            if value:
+                merged[scheme] = str(value)
+        self.identities: dict[str, str] = merged
+        self.profile_name = profile_name or None
+
+    def get(self, scheme: str) -> str | None:
+        """The value of one scheme, or ``None``."""
+        return self.identities.get(scheme)
+
+    @property
+    def phone(self) -> str | None:
+        """The :data:`PHONE` identity."""
+        return self.identities.get(PHONE)
+
+    @property
+    def bsuid(self) -> str | None:
+        """The :data:`BSUID` identity."""
+        return self.identities.get(BSUID)
+
+    @property
+    def parent_bsuid(self) -> str | None:
+        """The :data:`PARENT_BSUID` identity."""
+        return self.identities.get(PARENT_BSUID)
+
+    @property
+    def username(self) -> str | None:
+        """The :data:`USERNAME` identity."""
+        return self.identities.get(USERNAME)
+
+    @property
+    def telegram_id(self) -> str | None:
+        """The :data:`TELEGRAM_USER` identity."""
+        return self.identities.get(TELEGRAM_USER)
+
+    def merged(self, other: CustomerRef | Mapping[str, str]) -> CustomerRef:
+        """A reference with ``other``'s identities added (this one's values win)."""
+        extra = other.identities if isinstance(other, CustomerRef) else other
+        theirs = other.profile_name if isinstance(other, CustomerRef) else None
+        name = self.profile_name or theirs
+        return CustomerRef({**extra, **self.identities}, profile_name=name)
 
     def address(self) -> str:
         """Return the best identifier to reach this customer (phone first)."""
-        for value in (self.phone, self.bsuid, self.telegram_id, self.username):
+        for scheme in ADDRESS_ORDER:
+            value = self.identities.get(scheme)
             if value:
                 return value
+        for scheme in sorted(self.identities):
+            if scheme not in MOVABLE_SCHEMES:
+                return self.identities[scheme]
         raise ValueError("customer has no identifier")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"identities": {...}, "profile_name": ...}`` (see :meth:`from_dict`)."""
+        return {"identities": dict(self.identities), "profile_name": self.profile_name}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CustomerRef:
+        """Inverse of :meth:`to_dict`; also reads the flat form stored before identities
+        (``{"phone", "bsuid", "parent_bsuid", "username", "telegram_id", "profile_name"}``)."""
+        if "identities" in data:
+            return cls(data.get("identities") or {}, profile_name=data.get("profile_name"))
+        return cls(
+            profile_name=data.get("profile_name"),
+            phone=data.get("phone"),
+            bsuid=data.get("bsuid"),
+            parent_bsuid=data.get("parent_bsuid"),
+            username=data.get("username"),
+            telegram_id=data.get("telegram_id"),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CustomerRef):
+            return NotImplemented
+        return self.identities == other.identities and self.profile_name == other.profile_name
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return f"CustomerRef({self.identities!r}, profile_name={self.profile_name!r})"
 
 
 @dataclass(slots=True)

@@ -134,7 +134,48 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN parts_sent TEXT;
     ALTER TABLE outbox ADD COLUMN parts_total INTEGER;
     """,
+    # 4: customer identities (scheme, value) instead of channel-named columns on users. Each old
+    # column becomes one scheme (telegram_id → telegram_user). A value two customers shared
+    # (possible only for usernames and parent BSUIDs, which had no unique index) goes to the
+    # one seen last, as the store does for those schemes since.
+    """
+    CREATE TABLE identities (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        scheme TEXT NOT NULL,
+        value TEXT NOT NULL,
+        UNIQUE (scheme, value)
+    );
+    CREATE INDEX identities_user ON identities(user_id, scheme);
+    CREATE INDEX identities_value ON identities(value);
+    INSERT OR IGNORE INTO identities (user_id, scheme, value)
+        SELECT id, 'phone', phone FROM users WHERE phone IS NOT NULL AND phone != '' ORDER BY id;
+    INSERT OR IGNORE INTO identities (user_id, scheme, value)
+        SELECT id, 'bsuid', bsuid FROM users WHERE bsuid IS NOT NULL AND bsuid != '' ORDER BY id;
+    INSERT OR IGNORE INTO identities (user_id, scheme, value)
+        SELECT id, 'telegram_user', telegram_id FROM users
+        WHERE telegram_id IS NOT NULL AND telegram_id != '' ORDER BY id;
+    INSERT OR IGNORE INTO identities (user_id, scheme, value)
+        SELECT id, 'parent_bsuid', parent_bsuid FROM users
+        WHERE parent_bsuid IS NOT NULL AND parent_bsuid != '' ORDER BY last_seen DESC, id DESC;
+    INSERT OR IGNORE INTO identities (user_id, scheme, value)
+        SELECT id, 'username', username FROM users
+        WHERE username IS NOT NULL AND username != '' ORDER BY last_seen DESC, id DESC;
+    DROP INDEX users_phone;
+    DROP INDEX users_bsuid;
+    DROP INDEX users_telegram_id;
+    ALTER TABLE users DROP COLUMN phone;
+    ALTER TABLE users DROP COLUMN bsuid;
+    ALTER TABLE users DROP COLUMN parent_bsuid;
+    ALTER TABLE users DROP COLUMN username;
+    ALTER TABLE users DROP COLUMN telegram_id;
+    """,
 ]
+
+#: The version a database written by this code has (``PRAGMA user_version``).
+SCHEMA_VERSION = len(MIGRATIONS)
+#: The first version with the ``identities`` table (readers of older files fall back).
+IDENTITIES_VERSION = 4
 
 
 def migrate(conn: sqlite3.Connection) -> int:

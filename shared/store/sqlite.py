@@ -12,12 +12,22 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.channels.base import CustomerRef, InboundMessage
+from shared.channels.base import (
+    BSUID,
+    MOVABLE_SCHEMES,
+    PARENT_BSUID,
+    PHONE,
+    TELEGRAM_USER,
+    USERNAME,
+    CustomerRef,
+    InboundMessage,
+    lookup_order,
+)
 from shared.routing.types import ConversationState
 from shared.store.schema import migrate
 
@@ -64,14 +74,7 @@ def inbound_to_json(message: InboundMessage) -> str:
     c = message.customer
     data = {
         "provider_message_id": message.provider_message_id,
-        "customer": {
-            "phone": c.phone,
-            "bsuid": c.bsuid,
-            "parent_bsuid": c.parent_bsuid,
-            "username": c.username,
-            "telegram_id": c.telegram_id,
-            "profile_name": c.profile_name,
-        },
+        "customer": {"identities": c.identities, "profile_name": c.profile_name},
         "kind": message.kind,
         "text": message.text,
         "payload": message.payload,
@@ -88,30 +91,26 @@ def inbound_to_json(message: InboundMessage) -> str:
 def inbound_from_json(text: str) -> InboundMessage:
     """Inverse of :func:`inbound_to_json`."""
     data = json.loads(text)
-    data["customer"] = CustomerRef(**data["customer"])
+    data["customer"] = CustomerRef.from_dict(data["customer"])
     return InboundMessage(**data)
 
 
 def customer_to_json(customer: CustomerRef) -> str:
     """Serialise a customer reference (outbox ``recipient``)."""
-    return json.dumps(asdict(customer), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(customer.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
 def customer_from_json(text: str) -> CustomerRef:
-    """Inverse of :func:`customer_to_json`."""
-    return CustomerRef(**json.loads(text))
+    """Inverse of :func:`customer_to_json` (also reads rows written before identities)."""
+    return CustomerRef.from_dict(json.loads(text))
 
 
 @dataclass(slots=True)
 class User:
-    """One customer row."""
+    """One customer row with its identities (``{scheme: value}``, see :class:`CustomerRef`)."""
 
     id: int
-    phone: str | None
-    bsuid: str | None
-    parent_bsuid: str | None
-    username: str | None
-    telegram_id: str | None
+    identities: dict[str, str]
     profile_name: str | None
     funnel_state: str | None
     segment: str | None
@@ -124,14 +123,32 @@ class User:
 
     def ref(self) -> CustomerRef:
         """Return every identifier of this customer as a :class:`CustomerRef`."""
-        return CustomerRef(
-            phone=self.phone,
-            bsuid=self.bsuid,
-            parent_bsuid=self.parent_bsuid,
-            username=self.username,
-            telegram_id=self.telegram_id,
-            profile_name=self.profile_name,
-        )
+        return CustomerRef(self.identities, profile_name=self.profile_name)
+
+    @property
+    def phone(self) -> str | None:
+        """The ``phone`` identity."""
+        return self.identities.get(PHONE)
+
+    @property
+    def bsuid(self) -> str | None:
+        """The ``bsuid`` identity."""
+        return self.identities.get(BSUID)
+
+    @property
+    def parent_bsuid(self) -> str | None:
+        """The ``parent_bsuid`` identity."""
+        return self.identities.get(PARENT_BSUID)
+
+    @property
+    def username(self) -> str | None:
+        """The ``username`` identity."""
+        return self.identities.get(USERNAME)
+
+    @property
+    def telegram_id(self) -> str | None:
+        """The ``telegram_user`` identity."""
+        return self.identities.get(TELEGRAM_USER)
 
 
 @dataclass(slots=True)
@@ -362,11 +379,7 @@ class BotStore:
     def _user(self, row: sqlite3.Row) -> User:
         return User(
             id=row["id"],
-            phone=row["phone"],
-            bsuid=row["bsuid"],
-            parent_bsuid=row["parent_bsuid"],
-            username=row["username"],
-            telegram_id=row["telegram_id"],
+            identities=self.identities_of(row["id"]),
             profile_name=row["profile_name"],
             funnel_state=row["funnel_state"],
             segment=row["segment"],
@@ -378,39 +391,59 @@ class BotStore:
             rate_notice_at=parse_iso(row["rate_notice_at"]),
         )
 
+    def identities_of(self, user_id: int) -> dict[str, str]:
+        """Return a customer's identities (``{scheme: value}``)."""
+        rows = self.conn.execute(
+            "SELECT scheme, value FROM identities WHERE user_id = ? ORDER BY id", (user_id,)
+        ).fetchall()
+        return {r["scheme"]: r["value"] for r in rows}
+
     def get_user(self, user_id: int) -> User | None:
         """Return a customer by row id."""
         row = self.conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
         return self._user(row) if row else None
 
+    def _holders(self, identities: dict[str, str]) -> dict[str, int]:
+        """``{scheme: user id}`` for the identities some customer already holds."""
+        if not identities:
+            return {}
+        pairs = list(identities.items())
+        where = " OR ".join("(scheme = ? AND value = ?)" for _ in pairs)
+        rows = self.conn.execute(
+            f"SELECT scheme, user_id FROM identities WHERE {where}",  # noqa: S608 - placeholders only
+            [item for pair in pairs for item in pair],
+        ).fetchall()
+        return {r["scheme"]: int(r["user_id"]) for r in rows}
+
+    def _find_id(self, identities: dict[str, str]) -> tuple[int | None, dict[str, int]]:
+        holders = self._holders(identities)
+        for scheme in lookup_order(holders):
+            return holders[scheme], holders
+        return None, holders
+
     def find_user(self, customer: CustomerRef) -> User | None:
-        """Find a customer by BSUID, phone, Telegram id or (last resort) username."""
-        for column, value in (
-            ("bsuid", customer.bsuid),
-            ("phone", customer.phone),
-            ("telegram_id", customer.telegram_id),
-            ("username", customer.username),
-        ):
-            if value:
-                row = self.conn.execute(
-                    f"SELECT * FROM users WHERE {column} = ? ORDER BY id LIMIT 1",  # noqa: S608 - column from a fixed list
-                    (value,),
-                ).fetchone()
-                if row:
-                    return self._user(row)
-        return None
+        """Find a customer by any of its identities, strongest scheme first (BSUID, phone,
+        Telegram user, other schemes; username and parent BSUID only as the last resort)."""
+        user_id, _ = self._find_id(customer.identities)
+        return self.get_user(user_id) if user_id is not None else None
 
     def find_user_by_address(self, address: str) -> User | None:
         """Find a customer by any single identifier (phone, BSUID, chat id, username)."""
-        row = self.conn.execute(
-            "SELECT * FROM users WHERE phone = ? OR bsuid = ? OR telegram_id = ? OR username = ? "
-            "ORDER BY id LIMIT 1",
-            (address, address, address, address),
-        ).fetchone()
-        return self._user(row) if row else None
+        rows = self.conn.execute(
+            "SELECT scheme, user_id FROM identities WHERE value = ? ORDER BY user_id", (address,)
+        ).fetchall()
+        holders = {r["scheme"]: int(r["user_id"]) for r in rows}
+        for scheme in lookup_order(holders):
+            return self.get_user(holders[scheme])
+        return None
 
     def resolve_user(self, customer: CustomerRef, *, now: datetime | None = None) -> User:
-        """Find or create the customer, filling in identifiers it did not have yet.
+        """Find or create the customer, adding the identities it did not have yet.
+
+        A fixed identity (phone, BSUID, Telegram user...) is added when the customer has none
+        of that scheme and no other customer holds the value: two customers are never merged.
+        A movable one (username, parent BSUID) replaces the customer's previous value and is
+        taken from whoever held it before.
 
         Args:
             customer: every identifier the channel gave.
@@ -423,55 +456,44 @@ class BotStore:
             ValueError: the reference carries no identifier at all.
         """
         stamp = iso(now or utcnow())
-        if not any((customer.phone, customer.bsuid, customer.telegram_id, customer.username)):
+        wanted = customer.identities
+        if not wanted:
             raise ValueError("customer has no identifier")
         with self.transaction():
-            existing = self.find_user(customer)
-            if existing is None:
+            user_id, holders = self._find_id(wanted)
+            if user_id is None:
                 cur = self.conn.execute(
-                    "INSERT INTO users (phone, bsuid, parent_bsuid, username, telegram_id, "
-                    "profile_name, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        customer.phone,
-                        customer.bsuid,
-                        customer.parent_bsuid,
-                        customer.username,
-                        customer.telegram_id,
-                        customer.profile_name,
-                        stamp,
-                        stamp,
-                    ),
+                    "INSERT INTO users (profile_name, first_seen, last_seen) VALUES (?, ?, ?)",
+                    (customer.profile_name, stamp, stamp),
                 )
                 user_id = int(cur.lastrowid or 0)
+                known: dict[str, str] = {}
             else:
-                user_id = existing.id
-                updates: dict[str, Any] = {"last_seen": stamp}
-                for column in ("phone", "bsuid", "telegram_id"):
-                    value = getattr(customer, column)
-                    if value and getattr(existing, column) is None and not self._taken(
-                        column, value
-                    ):
-                        updates[column] = value
-                # Names and handles change over time: keep the latest.
-                for column in ("parent_bsuid", "username", "profile_name"):
-                    value = getattr(customer, column)
-                    if value:
-                        updates[column] = value
-                assignments = ", ".join(f"{c} = ?" for c in updates)
                 self.conn.execute(
-                    f"UPDATE users SET {assignments} WHERE id = ?",  # noqa: S608 - fixed column names
-                    (*updates.values(), user_id),
+                    "UPDATE users SET last_seen = ?, profile_name = COALESCE(?, profile_name) "
+                    "WHERE id = ?",
+                    (stamp, customer.profile_name, user_id),
+                )
+                known = self.identities_of(user_id)
+            for scheme, value in wanted.items():
+                if known.get(scheme) == value:
+                    continue
+                if scheme in MOVABLE_SCHEMES:
+                    # Handles change over time: keep the latest, with its latest holder.
+                    self.conn.execute(
+                        "DELETE FROM identities WHERE (scheme = ? AND value = ?) "
+                        "OR (scheme = ? AND user_id = ?)",
+                        (scheme, value, scheme, user_id),
+                    )
+                elif scheme in known or scheme in holders:
+                    continue  # the customer has one already, or another customer holds it
+                self.conn.execute(
+                    "INSERT INTO identities (user_id, scheme, value) VALUES (?, ?, ?)",
+                    (user_id, scheme, value),
                 )
         user = self.get_user(user_id)
         assert user is not None  # noqa: S101 - just written in this transaction
         return user
-
-    def _taken(self, column: str, value: str) -> bool:
-        row = self.conn.execute(
-            f"SELECT 1 FROM users WHERE {column} = ?",  # noqa: S608 - fixed column names
-            (value,),
-        ).fetchone()
-        return row is not None
 
     def touch_inbound(
         self, user_id: int, *, now: datetime | None = None, sent_at: datetime | None = None

@@ -1,7 +1,8 @@
 """Conversations of a bot (read-only from its SQLite), operator messages and the test chat.
 
-History is read from the bot's own database opened read-only, so it works while the bot is
-stopped; every write goes through the running bot's control API (one writer per database).
+History is read from the bot's own database opened read-only (``shared.store.reader``), so it
+works while the bot is stopped; every write goes through the running bot's control API (one
+writer per database).
 The test chat reads what the bot sent from the sandbox providers' message log.
 """
 
@@ -12,7 +13,6 @@ import html
 import json
 import logging
 import re
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +29,7 @@ from orchestrator.models import BotInstance
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Supervisor
 from shared.store.files import bot_db_filename
-from shared.store.sqlite import iso
+from shared.store.reader import conversation_messages, count_messages_since, list_conversations
 
 logger = logging.getLogger(__name__)
 
@@ -77,143 +77,6 @@ class SimulatedMessage(BaseModel):
 def bot_db_path(settings: Settings, kind: str, instance_id: str) -> Path:
     """The bot's own SQLite file in the data dir."""
     return settings.data_dir / bot_db_filename(kind, instance_id)
-
-
-def _open_ro(path: Path) -> sqlite3.Connection | None:
-    """The bot's database read-only, or ``None`` when it does not exist (yet) or is unreadable."""
-    if not path.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
-        conn.row_factory = sqlite3.Row
-        conn.execute("SELECT 1 FROM messages LIMIT 1")
-    except sqlite3.Error:
-        logger.warning("bot database not readable", extra={"path": str(path)})
-        return None
-    return conn
-
-
-def _customer_label(row: sqlite3.Row | None) -> str | None:
-    if row is None:
-        return None
-    return row["profile_name"] or row["username"] or None
-
-
-def list_conversations(path: Path, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Customers of one bot with their last message, newest first."""
-    conn = _open_ro(path)
-    if conn is None:
-        return []
-    try:
-        rows = conn.execute(
-            "SELECT m.customer, COUNT(*) AS count, MAX(m.id) AS last_id, "
-            "SUM(CASE WHEN m.direction = 'in' THEN 1 ELSE 0 END) AS inbound "
-            "FROM messages m GROUP BY m.customer ORDER BY last_id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        out = []
-        for r in rows:
-            last = conn.execute("SELECT * FROM messages WHERE id = ?", (r["last_id"],)).fetchone()
-            user = None
-            if last["user_id"] is not None:
-                user = conn.execute(
-                    "SELECT * FROM users WHERE id = ?", (last["user_id"],)
-                ).fetchone()
-            out.append(
-                {
-                    "customer_key": r["customer"],
-                    "name": _customer_label(user),
-                    "phone": user["phone"] if user else None,
-                    "funnel_state": user["funnel_state"] if user else None,
-                    "count": r["count"],
-                    "inbound": r["inbound"],
-                    "last_text": last["text"],
-                    "last_type": last["type"],
-                    "last_direction": last["direction"],
-                    "last_status": last["status"],
-                    "last_at": last["created_at"],
-                }
-            )
-        return out
-    except sqlite3.Error:
-        logger.exception("reading conversations failed", extra={"path": str(path)})
-        return []
-    finally:
-        conn.close()
-
-
-def conversation_messages(
-    path: Path, customer_key: str, *, limit: int = 500
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """One customer (if known) and their last ``limit`` messages, oldest first."""
-    conn = _open_ro(path)
-    if conn is None:
-        return None, []
-    try:
-        rows = conn.execute(
-            "SELECT * FROM (SELECT * FROM messages WHERE customer = ? ORDER BY id DESC LIMIT ?) "
-            "ORDER BY id",
-            (customer_key, limit),
-        ).fetchall()
-        user_id = next((r["user_id"] for r in reversed(rows) if r["user_id"] is not None), None)
-        customer = None
-        if user_id is not None:
-            u = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-            if u is not None:
-                customer = {
-                    "customer_key": customer_key,
-                    "name": _customer_label(u),
-                    "phone": u["phone"],
-                    "bsuid": u["bsuid"],
-                    "username": u["username"],
-                    "telegram_id": u["telegram_id"],
-                    "funnel_state": u["funnel_state"],
-                    "segment": u["segment"],
-                    "first_seen": u["first_seen"],
-                    "last_seen": u["last_seen"],
-                }
-        messages = [
-            {
-                "id": r["id"],
-                "direction": r["direction"],
-                "type": r["type"],
-                "text": r["text"],
-                "status": r["status"],
-                "error": r["error"],
-                "provider_message_id": r["provider_message_id"],
-                "created_at": r["created_at"],
-                "updated_at": r["updated_at"],
-            }
-            for r in rows
-        ]
-        return customer, messages
-    except sqlite3.Error:
-        logger.exception("reading a conversation failed", extra={"path": str(path)})
-        return None, []
-    finally:
-        conn.close()
-
-
-def count_messages_since(path: Path, since: datetime) -> dict[str, int]:
-    """Messages in and out since ``since`` (zero when the database does not exist)."""
-    conn = _open_ro(path)
-    if conn is None:
-        return {"in": 0, "out": 0}
-    stamp = iso(since)
-    try:
-        rows = conn.execute(
-            "SELECT direction, COUNT(*) AS n FROM messages WHERE created_at >= ? "
-            "GROUP BY direction",
-            (stamp,),
-        ).fetchall()
-    except sqlite3.Error:
-        return {"in": 0, "out": 0}
-    finally:
-        conn.close()
-    counts = {"in": 0, "out": 0}
-    for r in rows:
-        counts[r["direction"]] = int(r["n"])
-    return counts
 
 
 # ---------------------------------------------------------------- the running bot

@@ -1,0 +1,261 @@
+"""Read-only access to a bot's SQLite file for other processes (the orchestrator's views).
+
+The bot is its database's single writer; readers open the file with ``mode=ro`` and never
+migrate it, so they also read files a bot wrote before its last upgrade (a bot that has not run
+since): before schema version :data:`~shared.store.schema.IDENTITIES_VERSION` a customer's
+identities are the channel-named columns of ``users``.
+
+Conversations are grouped per customer (``user_id``), not per address: a customer who wrote
+first with a BSUID and later with a phone is one conversation. Messages without a customer row
+(an operator's message to an unknown address) are grouped by address.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shared.store.schema import IDENTITIES_VERSION
+from shared.store.sqlite import iso
+
+logger = logging.getLogger(__name__)
+
+#: Old ``users`` columns and the identity scheme each one became.
+_LEGACY_COLUMNS = {
+    "phone": "phone",
+    "bsuid": "bsuid",
+    "parent_bsuid": "parent_bsuid",
+    "username": "username",
+    "telegram_id": "telegram_user",
+}
+_GROUP = "COALESCE('u' || user_id, 'c' || customer)"
+
+
+class BotReader:
+    """One read-only connection to a bot's database (use :meth:`open` as a context manager)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: str | Path) -> Iterator[BotReader | None]:
+        """Yield a reader, or ``None`` when the file does not exist (yet) or is unreadable."""
+        path = Path(path)
+        if not path.exists():
+            yield None
+            return
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+        except sqlite3.Error:
+            logger.warning("bot database not readable", extra={"path": str(path)})
+            yield None
+            return
+        try:
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute("SELECT 1 FROM messages LIMIT 1")
+                reader = cls(conn)
+            except sqlite3.Error:
+                logger.warning("bot database not readable", extra={"path": str(path)})
+                yield None
+                return
+            yield reader
+        finally:
+            conn.close()
+
+    # -- customers --------------------------------------------------------------------------
+
+    def identities(self, user_id: int) -> dict[str, str]:
+        """A customer's identities (``{scheme: value}``)."""
+        if self.version >= IDENTITIES_VERSION:
+            rows = self.conn.execute(
+                "SELECT scheme, value FROM identities WHERE user_id = ? ORDER BY id", (user_id,)
+            ).fetchall()
+            return {r["scheme"]: r["value"] for r in rows}
+        row = self.conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            return {}
+        keys = set(row.keys())
+        return {
+            scheme: str(row[column])
+            for column, scheme in _LEGACY_COLUMNS.items()
+            if column in keys and row[column]
+        }
+
+    def customer(self, user_id: int) -> dict[str, Any] | None:
+        """A customer's row (name, funnel state, times) with its identities."""
+        row = self.conn.execute(
+            "SELECT id, profile_name, funnel_state, segment, first_seen, last_seen "
+            "FROM users WHERE id = ?",
+            (user_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        ids = self.identities(user_id)
+        return {
+            "id": row["id"],
+            "name": row["profile_name"] or ids.get("username") or None,
+            "identities": ids,
+            "funnel_state": row["funnel_state"],
+            "segment": row["segment"],
+            "first_seen": row["first_seen"],
+            "last_seen": row["last_seen"],
+        }
+
+    def user_id_of(self, customer_key: str) -> int | None:
+        """The customer an address belongs to (from its messages, else its identities)."""
+        row = self.conn.execute(
+            "SELECT user_id FROM messages WHERE customer = ? AND user_id IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (customer_key,),
+        ).fetchone()
+        if row is not None:
+            return int(row["user_id"])
+        if self.version >= IDENTITIES_VERSION:
+            row = self.conn.execute(
+                "SELECT user_id FROM identities WHERE value = ? ORDER BY user_id LIMIT 1",
+                (customer_key,),
+            ).fetchone()
+            return int(row["user_id"]) if row else None
+        return None
+
+    # -- conversations ----------------------------------------------------------------------
+
+    def conversations(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Customers with their last message, newest first (one entry per customer)."""
+        rows = self.conn.execute(
+            f"SELECT {_GROUP} AS grp, COUNT(*) AS count, MAX(id) AS last_id, "  # noqa: S608 - constant
+            "SUM(CASE WHEN direction = 'in' THEN 1 ELSE 0 END) AS inbound "
+            "FROM messages GROUP BY grp ORDER BY last_id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            last = self.conn.execute(
+                "SELECT * FROM messages WHERE id = ?", (r["last_id"],)
+            ).fetchone()
+            user = self.customer(last["user_id"]) if last["user_id"] is not None else None
+            out.append(
+                {
+                    "customer_key": last["customer"],
+                    "name": user["name"] if user else None,
+                    "phone": user["identities"].get("phone") if user else None,
+                    "identities": user["identities"] if user else {},
+                    "funnel_state": user["funnel_state"] if user else None,
+                    "count": r["count"],
+                    "inbound": r["inbound"],
+                    "last_text": last["text"],
+                    "last_type": last["type"],
+                    "last_direction": last["direction"],
+                    "last_status": last["status"],
+                    "last_at": last["created_at"],
+                }
+            )
+        return out
+
+    def conversation(
+        self, customer_key: str, *, limit: int = 500
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """One customer (if known) and their last ``limit`` messages, oldest first, under
+        every address they used."""
+        user_id = self.user_id_of(customer_key)
+        if user_id is None:
+            where, args = "customer = ?", (customer_key,)
+        else:
+            where, args = "user_id = ? OR (user_id IS NULL AND customer = ?)", (
+                user_id,
+                customer_key,
+            )
+        rows = self.conn.execute(
+            f"SELECT * FROM (SELECT * FROM messages WHERE {where} "  # noqa: S608 - fixed clauses
+            "ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (*args, limit),
+        ).fetchall()
+        customer = None
+        user = self.customer(user_id) if user_id is not None else None
+        if user is not None:
+            ids = user["identities"]
+            customer = {
+                "customer_key": customer_key,
+                "name": user["name"],
+                "identities": ids,
+                "phone": ids.get("phone"),
+                "bsuid": ids.get("bsuid"),
+                "username": ids.get("username"),
+                "telegram_id": ids.get("telegram_user"),
+                "funnel_state": user["funnel_state"],
+                "segment": user["segment"],
+                "first_seen": user["first_seen"],
+                "last_seen": user["last_seen"],
+            }
+        messages = [
+            {
+                "id": r["id"],
+                "direction": r["direction"],
+                "type": r["type"],
+                "text": r["text"],
+                "status": r["status"],
+                "error": r["error"],
+                "provider_message_id": r["provider_message_id"],
+                "created_at": r["created_at"],
+                "updated_at": r["updated_at"],
+            }
+            for r in rows
+        ]
+        return customer, messages
+
+    def count_messages_since(self, since: datetime) -> dict[str, int]:
+        """Messages in and out since ``since``."""
+        rows = self.conn.execute(
+            "SELECT direction, COUNT(*) AS n FROM messages WHERE created_at >= ? "
+            "GROUP BY direction",
+            (iso(since),),
+        ).fetchall()
+        counts = {"in": 0, "out": 0}
+        for r in rows:
+            counts[r["direction"]] = int(r["n"])
+        return counts
+
+
+def list_conversations(path: str | Path, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Customers of one bot with their last message, newest first (``[]`` without a file)."""
+    with BotReader.open(path) as reader:
+        if reader is None:
+            return []
+        try:
+            return reader.conversations(limit=limit)
+        except sqlite3.Error:
+            logger.exception("reading conversations failed", extra={"path": str(path)})
+            return []
+
+
+def conversation_messages(
+    path: str | Path, customer_key: str, *, limit: int = 500
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """One customer (if known) and their last ``limit`` messages, oldest first."""
+    with BotReader.open(path) as reader:
+        if reader is None:
+            return None, []
+        try:
+            return reader.conversation(customer_key, limit=limit)
+        except sqlite3.Error:
+            logger.exception("reading a conversation failed", extra={"path": str(path)})
+            return None, []
+
+
+def count_messages_since(path: str | Path, since: datetime) -> dict[str, int]:
+    """Messages in and out since ``since`` (zero when the database does not exist)."""
+    with BotReader.open(path) as reader:
+        if reader is None:
+            return {"in": 0, "out": 0}
+        try:
+            return reader.count_messages_since(since)
+        except sqlite3.Error:
+            return {"in": 0, "out": 0}
