@@ -278,8 +278,13 @@ def update_instance(
     return instance
 
 
-def instance_settings(instance: BotInstance, box: SecretBox, *, reveal: bool) -> dict[str, Any]:
-    """The flat JSON of one bot; secrets masked unless ``reveal`` (internal API only)."""
+def instance_settings(
+    instance: BotInstance, box: SecretBox, *, reveal: bool, show_tail: bool = False
+) -> dict[str, Any]:
+    """The flat JSON of one bot; secrets masked unless ``reveal`` (internal API only).
+
+    Masks are ``"****"``; ``show_tail`` (admins and users, never guests) adds the last four.
+    """
     kind = instance.kind
     out: dict[str, Any] = {
         "id": instance.id,
@@ -296,7 +301,7 @@ def instance_settings(instance: BotInstance, box: SecretBox, *, reveal: bool) ->
     secrets = box.decrypt(instance.secrets_enc)
     for key in SECRET_FIELDS[kind]:
         value = secrets.get(key, "")
-        out[key] = value if reveal else mask_secret(value)
+        out[key] = value if reveal else mask_secret(value, tail=show_tail)
     out["created_at"] = instance.created_at.isoformat()
     out["updated_at"] = instance.updated_at.isoformat()
     return out

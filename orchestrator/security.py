@@ -71,12 +71,28 @@ class SecretBox:
         return {str(k): str(v) for k, v in data.items()}
 
 
-def mask_secret(value: str | None) -> str:
-    """``"****abcd"`` for a set secret (last 4 characters, fewer for short ones); ``""`` unset."""
+def mask_secret(value: str | None, *, tail: bool = False) -> str:
+    """``"****"`` for a set secret, ``""`` unset.
+
+    With ``tail`` (for admins and the owner, never guests) the mask ends in the secret's last
+    4 characters (fewer for short ones), so one can tell which key is set: ``"****abcd"``.
+    """
     if not value:
         return ""
-    tail = value[-4:] if len(value) >= 12 else value[-2:] if len(value) >= 6 else ""
-    return MASK_PREFIX + tail
+    if not tail:
+        return MASK_PREFIX
+    end = value[-4:] if len(value) >= 12 else value[-2:] if len(value) >= 6 else ""
+    return MASK_PREFIX + end
+
+
+def csrf_token(secret_key: str, session_token: str) -> str:
+    """The admin UI's CSRF token for one session: an HMAC of the session token.
+
+    Per session (a new sign-in gets a new one), checkable without any server-side state, and
+    useless without the session cookie it was made for.
+    """
+    mac = hmac.new(_derive(secret_key, b"flotilla-csrf"), session_token.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
 
 
 def is_mask(value: str) -> bool:

@@ -70,7 +70,8 @@ def list_instances(
     """Every bot of this kind the caller may see (secrets masked)."""
     owner = user.id if user.role == "user" else None
     rows = crud.list_instances(session=session, kind=kind, owner_id=owner)
-    return [crud.instance_settings(i, box, reveal=False) for i in rows]
+    tail = user.role != "guest"  # a guest sees no character of a secret
+    return [crud.instance_settings(i, box, reveal=False, show_tail=tail) for i in rows]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -106,13 +107,13 @@ def create_instance(
         object_id=instance.id,
         detail={"name": instance.name},
     )
-    return crud.instance_settings(instance, box, reveal=False)
+    return crud.instance_settings(instance, box, reveal=False, show_tail=True)
 
 
 @router.get("/{instance_id}")
-def get_instance(instance: VisibleInstance, box: BoxDep) -> dict[str, Any]:
-    """One bot's settings (secrets masked)."""
-    return crud.instance_settings(instance, box, reveal=False)
+def get_instance(instance: VisibleInstance, box: BoxDep, user: CurrentUser) -> dict[str, Any]:
+    """One bot's settings (secrets masked; a guest sees no character of them)."""
+    return crud.instance_settings(instance, box, reveal=False, show_tail=user.role != "guest")
 
 
 @router.put("/{instance_id}")
@@ -149,7 +150,7 @@ async def update_instance(
     supervisor = getattr(request.app.state, "supervisor", None)
     if supervisor is not None:
         await supervisor.reload(instance.id)
-    return crud.instance_settings(instance, box, reveal=False)
+    return crud.instance_settings(instance, box, reveal=False, show_tail=True)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -64,7 +64,7 @@ def provider_public(row: LLMProvider, box: SecretBox) -> dict[str, Any]:
         "kind": row.kind,
         "backend": f"cloud:{row.id}",
         "base_url": row.base_url,
-        "api_key": mask_secret(key),
+        "api_key": mask_secret(key, tail=True),  # admins only
         "model": row.model,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
