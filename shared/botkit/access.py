@@ -1,24 +1,26 @@
 """Who may talk to a bot (access lists) and how often (rate limit).
 
-List entries may be phones in any format (``+1 555 010 0001``, ``15550100001``) or BSUIDs /
-usernames / Telegram ids for customers without a phone. Phone comparison uses
-``shared.phones.matches_any`` (E.164 via ``phonenumbers``) when that module is present; a small
-digits-only comparison stands in until it lands.
+List entries name a customer by any of its identities (:class:`CustomerRef` schemes): phones in
+any format (``+1 555 010 0001``, ``15550100001``; compared in E.164), BSUIDs (case-insensitive),
+``@usernames`` (case-insensitive, ``@`` optional), Telegram user ids, or any other scheme's
+value (compared exactly). Matching is generic over the customer's identities: the inbox checks
+the identities of the message together with those already known for the customer, so a blocked
+BSUID stays blocked when the same customer later writes with a phone.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from shared.channels.base import CustomerRef
+from shared.channels.base import BSUID, PARENT_BSUID, PHONE, USERNAME, CustomerRef
+from shared.phones import normalize_phone
 
 logger = logging.getLogger(__name__)
-
-_PHONEISH = re.compile(r"^\+?[\d\s().-]{6,}$")
 
 
 def parse_entries(value: Any) -> list[str]:
@@ -34,45 +36,57 @@ def parse_entries(value: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
-def _digits(text: str) -> str:
-    return re.sub(r"\D", "", text)
+@lru_cache(maxsize=4096)
+def _e164(text: str) -> str | None:
+    try:
+        return normalize_phone(text)
+    except ValueError:
+        return None
 
 
-def _fallback_matches_any(customer: CustomerRef, entries: list[str]) -> bool:
-    phone_digits = _digits(customer.phone) if customer.phone else ""
-    others = {
-        v
-        for v in (customer.bsuid, customer.parent_bsuid, customer.telegram_id)
-        if v
-    }
-    username = (customer.username or "").lstrip("@").lower()
-    for entry in entries:
-        if entry in others:
-            return True
-        if username and entry.lstrip("@").lower() == username:
-            return True
-        if phone_digits and _PHONEISH.match(entry) and _digits(entry) == phone_digits:
-            return True
-    return False
+_PHONEISH = re.compile(r"^\+?[\d\s().-]{6,}$")
+
+
+def _same_phone(entry: str, value: str) -> bool:
+    phone, wanted = _e164(value), _e164(entry)
+    if phone is not None and wanted is not None:
+        return phone == wanted
+    # A number phonenumbers does not know (test ranges): the same digits.
+    return bool(_PHONEISH.match(entry)) and re.sub(r"\D", "", entry) == re.sub(r"\D", "", value)
+
+
+def _same_folded(entry: str, value: str) -> bool:
+    return entry.casefold() == value.casefold()
+
+
+def _same_handle(entry: str, value: str) -> bool:
+    name = entry.lstrip("@")
+    return bool(name) and name.casefold() == value.lstrip("@").casefold()
+
+
+#: How an access-list entry is compared with an identity of each scheme; other schemes compare
+#: exactly. A channel with a scheme of its own may add a comparator here.
+MATCHERS: dict[str, Callable[[str, str], bool]] = {
+    PHONE: _same_phone,
+    BSUID: _same_folded,
+    PARENT_BSUID: _same_folded,
+    USERNAME: _same_handle,
+}
 
 
 def matches_any(customer: CustomerRef, entries: list[str]) -> bool:
-    """Return whether any entry names this customer (phone, BSUID, username, Telegram id)."""
+    """Return whether any entry names one of this customer's identities (any scheme)."""
     if not entries:
         return False
-    try:
-        phones = importlib.import_module("shared.phones")
-    except ImportError:
-        phones = None
-    phones_matches_any = getattr(phones, "matches_any", None)
-    if phones_matches_any is not None:
-        try:
-            if phones_matches_any(customer, entries):
+    for scheme, value in customer.identities.items():
+        same = MATCHERS.get(scheme)
+        for raw in entries:
+            entry = raw.strip()
+            if not entry:
+                continue
+            if entry == value or (same is not None and same(entry, value)):
                 return True
-        except Exception:  # noqa: BLE001 - a bad entry must not block every customer
-            logger.warning("shared.phones.matches_any failed; using the simple comparison")
-    # BSUID/username entries are checked here too, whatever shared.phones covers.
-    return _fallback_matches_any(customer, entries)
+    return False
 
 
 def is_allowed(customer: CustomerRef, config: dict[str, Any]) -> bool:

@@ -1,14 +1,18 @@
 """The inbox worker: handles each persisted inbound message off the request path.
 
 Per customer, messages are handled strictly in arrival order (one task per customer drains that
-customer's queue); different customers are handled concurrently. Handling one message:
+customer's queue); different customers are handled concurrently. The worker only schedules and
+does the I/O; what to do is decided by :func:`shared.botkit.decide.decide` (pure, an ordered
+list of policies: access lists, voice transcript, rate limit, "More" pages, the funnel).
+Handling one message:
 
-1. access lists (blocked → nothing is sent);
-2. rate limit (over the limit → one polite notice per window, then silence);
-3. ``nav:more:<token>`` → the next page of a paginated reply; otherwise routing
-   (``shared.routing.route``) and, when it says ``needs_llm``, the orchestrator's LLM with the
-   last 20 messages, else the fallback text;
-4. one transaction: inbound message, customer state, events, outbox rows, inbox row ``done``.
+1. gather the inputs: the customer as stored (read only), its conversation state;
+2. decide; while the decision asks for an input (:class:`~shared.botkit.decide.Need`: a voice
+   note's transcript, the customer's message count in the rate-limit window, a kept page),
+   fetch it and decide again;
+3. when the decision wants the LLM, ask the orchestrator (last 20 messages), else nothing;
+4. one transaction: the customer and its identities, the inbound message, the new state,
+   customer fields, events, outbox rows, inbox row ``done`` (with the decision's note).
 
 Because step 4 is atomic, a crash anywhere before it leaves the inbox row open and the message is
 handled again on the next start; a crash after it cannot produce a second set of replies.
@@ -24,20 +28,29 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.botkit import access
+from shared.botkit.decide import (
+    NAV_MORE_PREFIX,
+    NEED_CONTINUATION,
+    NEED_INBOUND_SINCE,
+    NEED_TRANSCRIPT,
+    CustomerState,
+    Decision,
+    Inbound,
+    Need,
+    Rules,
+    decide,
+)
 from shared.channels.base import (
     AudioReply,
+    CustomerRef,
     InboundMessage,
     Reply,
     SendError,
     TextReply,
-    reply_from_dict,
 )
 from shared.funnel import load_funnel
 from shared.logging import request_id_var
 from shared.orchestrator_client import OrchestratorUnavailable
-from shared.routing import chosen_option, route
-from shared.routing.types import ConversationState, RouteEvent, RouteResult
 from shared.store import InboxRow, User
 
 if TYPE_CHECKING:
@@ -49,21 +62,28 @@ MAX_ATTEMPTS = 3
 HISTORY_LIMIT = 20
 ORCHESTRATOR_WAIT_S = 600.0
 ORCHESTRATOR_RETRY_MAX_S = 5.0
-NAV_MORE_PREFIX = "nav:more:"
 TTS_MAX_CHARS = 1000
+MAX_DECIDE_ROUNDS = 8
+
+__all__ = ["NAV_MORE_PREFIX", "InboxWorker"]
 
 
-def _route(ctx: BotContext, message: InboundMessage, state: ConversationState) -> RouteResult:
-    """Call the shared router with the bot's funnel (loaded once per config, not per message)."""
-    funnel = ctx.funnel_cache.get("funnel")
-    if funnel is None:
-        funnel = load_funnel(ctx.config.get("funnel"))
-        ctx.funnel_cache["funnel"] = funnel  # apply_config() clears it
-    return route(message, state, funnel)
-
-
-def _reply_text(reply: Reply) -> str:
-    return str(getattr(reply, "text", "") or "")
+def _rules(ctx: BotContext) -> Rules:
+    """The bot's settings for the decision step (built once per config, not per message)."""
+    rules = ctx.funnel_cache.get("rules")
+    if rules is None:
+        funnel = ctx.funnel_cache.get("funnel")
+        if funnel is None:
+            funnel = load_funnel(ctx.config.get("funnel"))
+            ctx.funnel_cache["funnel"] = funnel  # apply_config() clears it
+        rules = Rules.from_config(
+            ctx.config,
+            funnel=funnel,
+            fallback_text=ctx.fallback_text,
+            rate_limit_text=ctx.rate_limit_text,
+        )
+        ctx.funnel_cache["rules"] = rules
+    return rules  # type: ignore[no-any-return]
 
 
 class InboxWorker:
@@ -226,100 +246,103 @@ class InboxWorker:
         return None
 
     async def handle(self, row: InboxRow) -> None:
-        """Run the pipeline for one message (see the module docstring)."""
+        """Gather the inputs, decide, persist the decision (see the module docstring)."""
         ctx = self.ctx
         store = ctx.store
         message = row.message
         now = ctx.clock()
         extra = {"provider_message_id": row.provider_message_id}
 
-        if not access.is_allowed(message.customer, ctx.config):
-            store.inbox_finish(row.id, note="blocked", now=now)
-            logger.info("message from a blocked or not allowed customer dropped", extra=extra)
-            return
-
-        user = store.resolve_user(message.customer, now=now)
-        self._background(ctx.channel.on_received(ctx, message))
-
-        text = message.text
-        if message.kind == "audio":
-            transcript = await self.transcribe(message)
-            text = f"[voice] {transcript}" if transcript else "[voice]"
-
-        state = store.load_state(user)
-        # Pressing the bot's own buttons and answering its free-text funnel steps is the funnel
-        # working, not a flood: those messages neither trip nor count toward the rate limit
-        # (with the seed's 5 per 5 h default, a quiz alone would otherwise hit it).
-        counted = not (
-            message.payload
-            or (message.kind == "text" and state.funnel_state)
-            or (message.kind == "text" and chosen_option(message.text, state))
-        )
-        limit = access.rate_limit(ctx.config) if counted else None
-        if limit is not None:
-            count, window = limit
-            window_start = now - window
-            sent = store.count_inbound_since(user.id, window_start) + 1
-            decision = access.rate_decision(
-                sent_in_window=sent,
-                limit=count,
-                window_start=window_start,
-                last_notice_at=user.rate_notice_at,
+        known = store.find_user(message.customer)
+        customer = CustomerState()
+        if known is not None:
+            customer = CustomerState(
+                user_id=known.id,
+                identities={**known.identities, **message.customer.identities},
+                state=store.load_state(known),
+                rate_notice_at=known.rate_notice_at,
             )
-            if decision != "ok":
-                with store.transaction():
-                    self._record_inbound(row, user, text, counted=counted)
-                    store.add_event(user.id, "rate_limited", {"decision": decision}, now=now)
-                    if decision == "notice":
-                        store.set_rate_notice(user.id, now=now)
-                        ctx.enqueue_reply(
-                            user.ref(), TextReply(ctx.rate_limit_text),
-                            user_id=user.id, source_inbox_id=row.id, origin="system",
-                        )
-                    store.inbox_finish(row.id, note=f"rate_limited:{decision}", now=now)
-                ctx.wake_outbox()
-                logger.info("rate limit applied", extra={**extra, "decision": decision})
-                return
-
-        replies: list[Reply]
-        events: list[RouteEvent]
-        handler: str
-        rest = None
-        if message.payload and message.payload.startswith(NAV_MORE_PREFIX):
-            rest = store.get_continuation(message.payload[len(NAV_MORE_PREFIX) :])
-        if rest is not None:
-            replies, events, handler = [reply_from_dict(rest)], [], "nav_more"
-            new_state, needs_llm = state, False
-        elif message.kind == "audio" and text == "[voice]":
-            # No transcription yet: keep the note on record and answer with the fallback.
-            replies, events, handler, new_state, needs_llm = [], [], "voice", state, False
-            replies.append(TextReply(ctx.fallback_text))
         else:
-            routed_message = message
-            if text != message.text:
-                fields = {**_fields(message), "text": text, "kind": "text"}
-                routed_message = InboundMessage(**fields)
-            result = _route(ctx, routed_message, state)
-            replies, events, handler = list(result.replies), list(result.events), result.handler
-            new_state, needs_llm = result.state, result.needs_llm
+            customer.identities = dict(message.customer.identities)
+        inbound = Inbound(message=message, customer=customer, now=now)
+        rules = _rules(ctx)
+        decision = decide(inbound, rules)
+        received = False
+        rounds = 0
+        while decision.needs:
+            rounds += 1
+            if rounds > MAX_DECIDE_ROUNDS:
+                raise RuntimeError(f"the decision still needs {decision.needs} after fetching")
+            if not received:
+                # Taken for handling (WhatsApp marks it read) once no access list refused it.
+                self._background(ctx.channel.on_received(ctx, message))
+                received = True
+            for need in decision.needs:
+                inbound.inputs[need] = await self._fetch(need, inbound)
+            decision = decide(inbound, rules)
 
-        if needs_llm:
-            replies.append(TextReply(await self.llm_text(user, text, received_at=row.received_at)))
+        if not decision.record:
+            store.inbox_finish(row.id, note=decision.note, now=now)
+            logger.info("message dropped", extra={**extra, "reason": decision.note})
+            return
+        if not received:
+            self._background(ctx.channel.on_received(ctx, message))
 
-        with store.transaction():
-            self._record_inbound(row, user, text, counted=counted)
-            store.save_state(user.id, new_state, now=now)
-            for event in events:
-                store.add_event(user.id, event.type, event.data, now=now)
-            for reply in replies:
-                ctx.enqueue_reply(user.ref(), reply, user_id=user.id, source_inbox_id=row.id)
-            store.inbox_finish(row.id, now=now)
+        replies = list(decision.replies)
+        if decision.needs_llm:
+            text = await self.llm_text(
+                customer.user_id,
+                decision.text,
+                received_at=row.received_at,
+                address=CustomerRef(customer.identities).address(),
+            )
+            replies.append(TextReply(text))
+        user = self._persist(row, decision, replies, now=now)
         ctx.wake_outbox()
         logger.info(
             "message handled",
-            extra={**extra, "handler": handler, "replies": len(replies), "llm": needs_llm},
+            extra={**extra, "handler": decision.handler, "replies": len(replies),
+                   "llm": decision.needs_llm, "note": decision.note},
         )
-        await self.speak(user, replies, source_inbox_id=row.id)
+        if decision.reply_origin == "bot":
+            await self.speak(user, replies, source_inbox_id=row.id)
+
+    async def _fetch(self, need: Need, inbound: Inbound) -> Any:
+        """Fetch one input the decision asked for."""
+        store = self.ctx.store
+        customer = inbound.customer
+        if need.kind == NEED_TRANSCRIPT:
+            return await self.transcribe_media(need.arg, inbound.message.media_mime)
+        if need.kind == NEED_INBOUND_SINCE:
+            if customer.user_id is None:
+                return 0
+            return store.count_inbound_since(customer.user_id, need.arg)
+        if need.kind == NEED_CONTINUATION:
+            return store.get_continuation(str(need.arg))
+        raise ValueError(f"the inbox cannot fetch {need.kind!r}")
+
+    def _persist(
+        self, row: InboxRow, decision: Decision, replies: list[Reply], *, now: datetime
+    ) -> User:
+        """Write the decision in one transaction; return the customer."""
+        ctx = self.ctx
+        store = ctx.store
+        with store.transaction():
+            user = store.resolve_user(row.message.customer, now=now)
+            self._record_inbound(row, user, decision.text, counted=decision.counted)
+            if decision.state is not None:
+                store.save_state(user.id, decision.state, now=now)
+            if decision.user_fields:
+                store.update_user(user.id, decision.user_fields)
+            for event in decision.events:
+                store.add_event(user.id, event.type, event.data, now=now)
+            for reply in replies:
+                ctx.enqueue_reply(
+                    user.ref(), reply, user_id=user.id, source_inbox_id=row.id,
+                    origin=decision.reply_origin,
+                )
+            store.inbox_finish(row.id, note=decision.note, now=now)
+        return user
 
     def _record_inbound(self, row: InboxRow, user: User, text: str, *, counted: bool) -> None:
         store = self.ctx.store
@@ -338,7 +361,14 @@ class InboxWorker:
         sent_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
         store.touch_inbound(user.id, now=now, sent_at=sent_at)
 
-    async def llm_text(self, user: User, text: str, *, received_at: datetime | None = None) -> str:
+    async def llm_text(
+        self,
+        user: User | int | None,
+        text: str,
+        *,
+        received_at: datetime | None = None,
+        address: str | None = None,
+    ) -> str:
         """Ask the orchestrator's LLM; fall back to the configured text when it has no answer.
 
         Raises:
@@ -350,9 +380,12 @@ class InboxWorker:
         client = self.ctx.client
         if client is None or not text.strip():
             return self.ctx.fallback_text
-        history = self.ctx.store.history(user.id, limit=HISTORY_LIMIT)
+        user_id = user.id if isinstance(user, User) else user
+        history = self.ctx.store.history(user_id, limit=HISTORY_LIMIT) if user_id else []
+        if address is None:
+            address = user.ref().address() if isinstance(user, User) else ""
         try:
-            answer = await client.llm_reply(text, history, user.ref().address())
+            answer = await client.llm_reply(text, history, address)
         except OrchestratorUnavailable:
             wait_s = float(self.ctx.config.get("orchestrator_wait_s") or ORCHESTRATOR_WAIT_S)
             age = (self.ctx.clock() - received_at).total_seconds() if received_at else 0.0
@@ -365,6 +398,12 @@ class InboxWorker:
         return str(answer["text"])
 
     async def transcribe(self, message: InboundMessage) -> str | None:
+        """Speech-to-text for a message's voice note (see :meth:`transcribe_media`)."""
+        return await self.transcribe_media(message.media_id, message.media_mime)
+
+    async def transcribe_media(
+        self, media_id: str | None, media_mime: str | None = None
+    ) -> str | None:
         """Speech-to-text for a voice note: download it from the provider, post it to
         ``/internal/stt``; the caller marks the transcript ``[voice]`` and routes it as text.
 
@@ -374,14 +413,14 @@ class InboxWorker:
         """
         client = self.ctx.client
         download = getattr(self.ctx.adapter, "download_media", None)
-        if client is None or download is None or not message.media_id:
+        if client is None or download is None or not media_id:
             return None
         try:
-            audio, mime = await download(message.media_id)
+            audio, mime = await download(media_id)
         except SendError as exc:
             logger.warning("voice note download failed", extra={"error": str(exc)})
             return None
-        mime = str(mime or message.media_mime or "audio/ogg").split(";")[0].strip()
+        mime = str(mime or media_mime or "audio/ogg").split(";")[0].strip()
         transcript: str | None = await client.post_stt(audio, mime or "audio/ogg")
         return transcript
 
@@ -420,6 +459,3 @@ class InboxWorker:
         ctx.wake_outbox()
         logger.info("voice reply queued", extra={"media_id": media_id, "bytes": len(audio)})
 
-
-def _fields(message: InboundMessage) -> dict[str, Any]:
-    return {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]

@@ -511,6 +511,27 @@ class BotStore:
             (sent, stamp, user_id),
         )
 
+    #: Customer columns a decision may set (:meth:`update_user`).
+    USER_FIELDS = frozenset({"rate_notice_at"})
+
+    def update_user(self, user_id: int, fields: dict[str, Any]) -> None:
+        """Set customer columns a decision changed (datetimes are stored as ISO text).
+
+        Raises:
+            ValueError: a field is not in :attr:`USER_FIELDS`.
+        """
+        unknown = set(fields) - self.USER_FIELDS
+        if unknown:
+            raise ValueError(f"not a customer field a decision may set: {sorted(unknown)}")
+        if not fields:
+            return
+        names = sorted(fields)
+        values = [iso(v) if isinstance(v, datetime) else v for v in (fields[n] for n in names)]
+        self.conn.execute(
+            f"UPDATE users SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",  # noqa: S608 - names from USER_FIELDS
+            (*values, user_id),
+        )
+
     def set_rate_notice(self, user_id: int, *, now: datetime | None = None) -> None:
         """Record when the customer was told about the rate limit."""
         self.conn.execute(

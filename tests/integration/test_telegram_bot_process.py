@@ -159,7 +159,13 @@ async def test_telegram_bot_process_end_to_end(tmp_path: Path) -> None:
             assert len(db_rows(db, "SELECT 1 FROM dead_letters")) == 1
 
             # The customer is keyed by their Telegram id, with username and name kept.
-            (user,) = db_rows(db, "SELECT telegram_id, username, profile_name, phone FROM users")
+            (user,) = db_rows(
+                db,
+                "SELECT (SELECT value FROM identities WHERE user_id = u.id "
+                "AND scheme = 'telegram_user'), (SELECT value FROM identities WHERE "
+                "user_id = u.id AND scheme = 'username'), profile_name, (SELECT value FROM "
+                "identities WHERE user_id = u.id AND scheme = 'phone') FROM users u",
+            )
             assert tuple(user) == (USER, "anna_k", "Anna Kowalska", None)
 
         proc.send_signal(signal.SIGTERM)

@@ -34,6 +34,15 @@ pytestmark = pytest.mark.slow
 _phones = itertools.count(15550100001)
 
 
+#: Each customer's phone, BSUID and username (from the identities table).
+IDENTITY_COLUMNS = (
+    "SELECT (SELECT value FROM identities WHERE user_id = u.id AND scheme = 'phone'), "
+    "(SELECT value FROM identities WHERE user_id = u.id AND scheme = 'bsuid'), "
+    "(SELECT value FROM identities WHERE user_id = u.id AND scheme = 'username') "
+    "FROM users u ORDER BY u.id"
+)
+
+
 def new_phone() -> str:
     return f"+{next(_phones)}"
 
@@ -127,7 +136,9 @@ def test_funnel_greeting_quiz_segment_quote_and_faq(env: Env) -> None:
     c.say("Start", "sales:discovery")
     with env.db(bot["id"]) as db:
         state = db.execute(
-            "SELECT funnel_state, segment FROM users WHERE phone = ?", (c.phone,)
+            "SELECT funnel_state, segment FROM users u JOIN identities i ON i.user_id = u.id "
+            "WHERE i.scheme = 'phone' AND i.value = ?",
+            (c.phone,),
         ).fetchone()
     assert state == ("custom_step_1", "custom")
     answers = [
@@ -242,7 +253,7 @@ def test_recorded_payloads_replay(env: Env) -> None:
     time.sleep(2)
     with env.db(bot["id"]) as db:
         inbound = db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
-        users = db.execute("SELECT phone, bsuid, username FROM users").fetchall()
+        users = db.execute(IDENTITY_COLUMNS).fetchall()
     assert inbound >= 8  # every message of every payload, the batch counting several
     assert ("+5511987654321", "BR.1502576394655843", "@maria.lopez") in users
     assert all(u[0] is None or u[0].startswith("+") for u in users)  # E.164
@@ -258,7 +269,7 @@ def test_username_customer_without_phone_is_answered_by_bsuid(env: Env) -> None:
     assert replies[0]["payload"]["recipient"] == "BR.9902576394655111"
     assert "to" not in replies[0]["payload"]
     with env.db(bot["id"]) as db:
-        row = db.execute("SELECT phone, bsuid, username FROM users").fetchone()
+        row = db.execute(IDENTITY_COLUMNS).fetchone()
     assert row == (None, "BR.9902576394655111", "@ana.silva")
 
 
@@ -273,7 +284,11 @@ def test_restart_mid_funnel_keeps_state(env: Env) -> None:
     env.orch.wait_state("whatsapp", bot["id"], "running")
     with env.db(bot["id"]) as db:
         assert (
-            db.execute("SELECT funnel_state FROM users WHERE phone = ?", (c.phone,)).fetchone()[0]
+            db.execute(
+                "SELECT funnel_state FROM users u JOIN identities i ON i.user_id = u.id "
+                "WHERE i.scheme = 'phone' AND i.value = ?",
+                (c.phone,),
+            ).fetchone()[0]
             == "custom_step_2"
         )
     step3 = c.say("15 people")

@@ -1,0 +1,383 @@
+"""The decision step: what to do with one inbound message, as a pure function (no I/O).
+
+:func:`decide` takes the message and the customer's state (:class:`Inbound`) and the bot's
+settings (:class:`Rules`) and runs an ordered list of small policies (in the manner of aiogram 3's
+filters). Each policy looks at the inputs and either passes (``None``), decides (a
+:class:`Decision`: reply parts, state changes, events, whether the LLM is needed, or nothing and
+why) or asks for an input only I/O can give (a :class:`Need`: a voice note's transcript, the
+customer's message count in the rate-limit window, the rest of a paginated reply). The inbox
+worker fetches what is needed and calls :func:`decide` again with it; it never branches on
+policies itself, so a new rule is one policy function and one :func:`register` line::
+
+    def auto_reply_off(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+        if rules.config.get("auto_reply") is False:
+            return Decision.silent(inbound, handler="auto_reply_off", note="auto_reply_off")
+        return None
+
+    register(auto_reply_off, before="rate_limit")
+
+The shipped order: ``access`` → ``voice_transcript`` → ``rate_limit`` → ``nav_more`` →
+``voice_fallback`` → ``funnel`` (which always decides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.botkit import access
+from shared.channels.base import CustomerRef, InboundMessage, Reply, TextReply, reply_from_dict
+from shared.funnel.schema import Funnel
+from shared.routing import chosen_option, route
+from shared.routing.types import ConversationState, RouteEvent
+
+NAV_MORE_PREFIX = "nav:more:"
+VOICE_MARK = "[voice]"
+
+#: :attr:`Need.kind` values the inbox worker knows how to fetch.
+NEED_TRANSCRIPT = "transcript"
+NEED_INBOUND_SINCE = "inbound_since"
+NEED_CONTINUATION = "continuation"
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """An input a policy needs before it can decide (the worker fetches it; see module doc).
+
+    Attributes:
+        kind: what (:data:`NEED_TRANSCRIPT`, :data:`NEED_INBOUND_SINCE`,
+            :data:`NEED_CONTINUATION`).
+        arg: what it depends on (the media id, the window start, the continuation token).
+    """
+
+    kind: str
+    arg: Any = None
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """What the bot knows about the sender before handling this message.
+
+    Attributes:
+        user_id: the customer's row, ``None`` for a first message.
+        identities: the message's identities together with those already stored for the
+            customer (access lists match any of them).
+        state: the conversation state (empty for a first message).
+        rate_notice_at: when the customer was last told about the rate limit.
+    """
+
+    user_id: int | None = None
+    identities: dict[str, str] = field(default_factory=dict)
+    state: ConversationState = field(default_factory=ConversationState)
+    rate_notice_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Inbound:
+    """Everything a policy may read about one message.
+
+    Attributes:
+        message: the message as parsed from the provider.
+        customer: the sender's state.
+        now: the handling time.
+        inputs: the inputs fetched so far for :class:`Need` requests.
+    """
+
+    message: InboundMessage
+    customer: CustomerState
+    now: datetime
+    inputs: dict[Need, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The text to record and route: a voice note's is ``[voice] transcript``."""
+        if self.message.kind != "audio":
+            return self.message.text
+        transcript = self.inputs.get(Need(NEED_TRANSCRIPT, self.message.media_id))
+        return f"{VOICE_MARK} {transcript}" if transcript else VOICE_MARK
+
+    @property
+    def counted(self) -> bool:
+        """Whether the message counts toward the rate limit. Pressing the bot's own buttons
+        and answering its free-text funnel steps is the funnel working, not a flood (with the
+        seed's 5 per 5 h default, a quiz alone would otherwise hit the limit)."""
+        message, state = self.message, self.customer.state
+        return not (
+            message.payload
+            or (message.kind == "text" and state.funnel_state)
+            or (message.kind == "text" and chosen_option(message.text, state))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The bot's settings as the decision reads them (build with :meth:`from_config`)."""
+
+    allowed: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+    rate_limit: tuple[int, timedelta] | None = None
+    fallback_text: str = ""
+    rate_limit_text: str = ""
+    funnel: Funnel | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        funnel: Funnel | None,
+        fallback_text: str,
+        rate_limit_text: str,
+    ) -> Rules:
+        """Read the access lists and the rate limit from an instance config."""
+        cfg = dict(config)
+        return cls(
+            allowed=tuple(access.parse_entries(cfg.get("allowed_phones"))),
+            blocked=tuple(access.parse_entries(cfg.get("blocked_phones"))),
+            rate_limit=access.rate_limit(cfg),
+            fallback_text=fallback_text,
+            rate_limit_text=rate_limit_text,
+            funnel=funnel,
+            config=cfg,
+        )
+
+
+@dataclass(slots=True)
+class Decision:
+    """What to do with one message.
+
+    Attributes:
+        handler: the policy (or funnel handler) that decided, for logs and tests.
+        record: record the message and the customer; ``False`` drops it without a trace
+            (only the inbox row keeps it, with :attr:`note`).
+        text: the text to record (a voice note's transcript).
+        counted: whether the recorded message counts toward the rate limit.
+        replies: reply parts to queue, in order.
+        reply_origin: the outbox ``origin`` of :attr:`replies` (``bot`` or ``system``).
+        needs_llm: the orchestrator's LLM answers too (after :attr:`replies`).
+        state: the conversation state to save, or ``None`` to leave it as it is.
+        user_fields: customer columns to set (``rate_notice_at``).
+        events: events to record.
+        note: why, on the inbox row (``blocked``, ``rate_limited:notice``...).
+        needs: inputs to fetch before deciding again; when set, nothing else counts.
+    """
+
+    handler: str
+    record: bool = True
+    text: str = ""
+    counted: bool = True
+    replies: list[Reply] = field(default_factory=list)
+    reply_origin: str = "bot"
+    needs_llm: bool = False
+    state: ConversationState | None = None
+    user_fields: dict[str, Any] = field(default_factory=dict)
+    events: list[RouteEvent] = field(default_factory=list)
+    note: str | None = None
+    needs: tuple[Need, ...] = ()
+
+    @classmethod
+    def drop(cls, *, handler: str, note: str) -> Decision:
+        """Nothing is recorded or sent (the inbox row is closed with ``note``)."""
+        return cls(handler=handler, record=False, note=note)
+
+    @classmethod
+    def silent(cls, inbound: Inbound, *, handler: str, note: str) -> Decision:
+        """The message is recorded, nothing is sent."""
+        return cls(
+            handler=handler, text=inbound.text, counted=inbound.counted, note=note
+        )
+
+    @classmethod
+    def asking(cls, need: Need) -> Decision:
+        """Not decided yet: fetch ``need`` and decide again."""
+        return cls(handler="pending", record=False, needs=(need,))
+
+
+Policy = Callable[[Inbound, Rules], "Decision | Need | None"]
+
+
+# ------------------------------------------------------------------------------ the policies
+
+
+def access_lists(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """``allowed_phones`` (empty = everyone), then ``blocked_phones``, matched against every
+    identity of the customer (the message's and the stored ones)."""
+    who = CustomerRef(inbound.customer.identities)
+    if rules.allowed and not access.matches_any(who, list(rules.allowed)):
+        return Decision.drop(handler="access", note="blocked")
+    if rules.blocked and access.matches_any(who, list(rules.blocked)):
+        return Decision.drop(handler="access", note="blocked")
+    return None
+
+
+def voice_transcript(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """A voice note is transcribed before anything reads its text."""
+    message = inbound.message
+    need = Need(NEED_TRANSCRIPT, message.media_id)
+    if message.kind == "audio" and need not in inbound.inputs:
+        return need
+    return None
+
+
+def rate_limit(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """Over ``rate_limit_count`` per ``rate_limit_hours``: one polite notice per window, then
+    silence (the message is still recorded)."""
+    if rules.rate_limit is None or not inbound.counted:
+        return None
+    count, window = rules.rate_limit
+    window_start = inbound.now - window
+    need = Need(NEED_INBOUND_SINCE, window_start)
+    if need not in inbound.inputs:
+        return need
+    verdict = access.rate_decision(
+        sent_in_window=int(inbound.inputs[need]) + 1,
+        limit=count,
+        window_start=window_start,
+        last_notice_at=inbound.customer.rate_notice_at,
+    )
+    if verdict == "ok":
+        return None
+    decision = Decision.silent(inbound, handler="rate_limit", note=f"rate_limited:{verdict}")
+    decision.events.append(RouteEvent("rate_limited", {"decision": verdict}))
+    if verdict == "notice":
+        decision.replies.append(TextReply(rules.rate_limit_text))
+        decision.reply_origin = "system"
+        decision.user_fields["rate_notice_at"] = inbound.now
+    return decision
+
+
+def nav_more(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """``nav:more:<token>``: the next page of a paginated reply, while it is kept."""
+    payload = inbound.message.payload
+    if not payload or not payload.startswith(NAV_MORE_PREFIX):
+        return None
+    need = Need(NEED_CONTINUATION, payload[len(NAV_MORE_PREFIX) :])
+    if need not in inbound.inputs:
+        return need
+    rest = inbound.inputs[need]
+    if rest is None:
+        return None  # forgotten: the funnel handles the press
+    return Decision(
+        handler="nav_more",
+        text=inbound.text,
+        counted=inbound.counted,
+        replies=[reply_from_dict(rest)],
+        state=inbound.customer.state,
+    )
+
+
+def voice_fallback(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """A voice note without a transcript is kept on record and answered with the fallback."""
+    if inbound.message.kind == "audio" and inbound.text == VOICE_MARK:
+        return Decision(
+            handler="voice",
+            text=inbound.text,
+            counted=inbound.counted,
+            replies=[TextReply(rules.fallback_text)],
+            state=inbound.customer.state,
+        )
+    return None
+
+
+def funnel(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """The bot's funnel (``shared.routing.route``); it always decides."""
+    message = inbound.message
+    text = inbound.text
+    if text != message.text:
+        fields = {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
+        message = InboundMessage(**{**fields, "text": text, "kind": "text"})
+    result = route(message, inbound.customer.state, rules.funnel)
+    return Decision(
+        handler=result.handler,
+        text=text,
+        counted=inbound.counted,
+        replies=list(result.replies),
+        needs_llm=result.needs_llm,
+        state=result.state,
+        events=list(result.events),
+    )
+
+
+# ------------------------------------------------------------------------------ the registry
+
+#: The policies in the order they run (``(name, policy)``); change it with :func:`register`.
+POLICIES: list[tuple[str, Policy]] = [
+    ("access", access_lists),
+    ("voice_transcript", voice_transcript),
+    ("rate_limit", rate_limit),
+    ("nav_more", nav_more),
+    ("voice_fallback", voice_fallback),
+    ("funnel", funnel),
+]
+
+
+def register(
+    policy: Policy,
+    *,
+    name: str | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    policies: list[tuple[str, Policy]] | None = None,
+) -> Policy:
+    """Add a policy (by default just before ``funnel``, the catch-all).
+
+    Args:
+        policy: the check.
+        name: its name (default: the function's name); an existing name is replaced in place.
+        before: run it just before this policy.
+        after: run it just after this policy.
+        policies: the list to change (default :data:`POLICIES`).
+
+    Returns:
+        ``policy``, so this also works as a decorator target.
+
+    Raises:
+        KeyError: ``before``/``after`` names no registered policy.
+    """
+    table = POLICIES if policies is None else policies
+    key = name or str(getattr(policy, "__name__", repr(policy)))
+    names = [n for n, _ in table]
+    if key in names:
+        table[names.index(key)] = (key, policy)
+        return policy
+    if before is not None:
+        index = names.index(before) if before in names else -1
+    elif after is not None:
+        index = names.index(after) + 1 if after in names else -1
+    else:
+        index = names.index("funnel") if "funnel" in names else len(table)
+    if index < 0:
+        raise KeyError(f"no policy named {before or after!r}")
+    table.insert(index, (key, policy))
+    return policy
+
+
+def unregister(name: str, *, policies: list[tuple[str, Policy]] | None = None) -> None:
+    """Remove a policy by name (tests; no error when it is not there)."""
+    table = POLICIES if policies is None else policies
+    table[:] = [(n, p) for n, p in table if n != name]
+
+
+def decide(
+    inbound: Inbound, rules: Rules, *, policies: list[tuple[str, Policy]] | None = None
+) -> Decision:
+    """Run the policies in order; the first that decides (or asks for an input) wins.
+
+    Returns:
+        The decision; when :attr:`Decision.needs` is set, fetch those inputs into
+        ``inbound.inputs`` and call again.
+
+    Raises:
+        RuntimeError: no policy decided (a table without a catch-all).
+    """
+    for _, policy in POLICIES if policies is None else policies:
+        outcome = policy(inbound, rules)
+        if outcome is None:
+            continue
+        if isinstance(outcome, Need):
+            return Decision.asking(outcome)
+        return outcome
+    raise RuntimeError("no policy decided")
