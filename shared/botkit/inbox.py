@@ -69,21 +69,17 @@ __all__ = ["NAV_MORE_PREFIX", "InboxWorker"]
 
 
 def _rules(ctx: BotContext) -> Rules:
-    """The bot's settings for the decision step (built once per config, not per message)."""
-    rules = ctx.funnel_cache.get("rules")
-    if rules is None:
-        funnel = ctx.funnel_cache.get("funnel")
-        if funnel is None:
-            funnel = load_funnel(ctx.config.get("funnel"))
-            ctx.funnel_cache["funnel"] = funnel  # apply_config() clears it
-        rules = Rules.from_config(
-            ctx.config,
-            funnel=funnel,
-            fallback_text=ctx.fallback_text,
-            rate_limit_text=ctx.rate_limit_text,
-        )
-        ctx.funnel_cache["rules"] = rules
-    return rules  # type: ignore[no-any-return]
+    """The bot's settings for the decision step (the funnel is loaded once per config)."""
+    funnel = ctx.funnel_cache.get("funnel")
+    if funnel is None:
+        funnel = load_funnel(ctx.config.get("funnel"))
+        ctx.funnel_cache["funnel"] = funnel  # apply_config() clears it
+    return Rules.from_config(
+        ctx.config,
+        funnel=funnel,
+        fallback_text=ctx.fallback_text,
+        rate_limit_text=ctx.rate_limit_text,
+    )
 
 
 class InboxWorker:

@@ -417,13 +417,19 @@ class BotStore:
 
     def _find_id(self, identities: dict[str, str]) -> tuple[int | None, dict[str, int]]:
         holders = self._holders(identities)
+        # A movable identity (a username) finds a customer only for a reference without a
+        # fixed one: Telegram user 2 now called "anna" is not user 1 who was "anna" before.
+        fixed = any(scheme not in MOVABLE_SCHEMES for scheme in identities)
         for scheme in lookup_order(holders):
+            if fixed and scheme in MOVABLE_SCHEMES:
+                break
             return holders[scheme], holders
         return None, holders
 
     def find_user(self, customer: CustomerRef) -> User | None:
         """Find a customer by any of its identities, strongest scheme first (BSUID, phone,
-        Telegram user, other schemes; username and parent BSUID only as the last resort)."""
+        Telegram user, other schemes); a username or parent BSUID only when the reference has
+        nothing else."""
         user_id, _ = self._find_id(customer.identities)
         return self.get_user(user_id) if user_id is not None else None
 
