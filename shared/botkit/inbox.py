@@ -232,7 +232,7 @@ class InboxWorker:
             if attempts >= MAX_ATTEMPTS:
                 store.inbox_finish(inbox_id, state="failed", note=f"{type(exc).__name__}: {exc}")
             else:
-                store.conn.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (inbox_id,))
+                store.inbox_requeue(inbox_id)
                 asyncio.get_running_loop().call_later(
                     float(attempts), self.submit, inbox_id, row.customer
                 )

@@ -327,6 +327,10 @@ class BotStore:
             (inbox_id,),
         )
 
+    def inbox_requeue(self, inbox_id: int) -> None:
+        """Put a row whose handling failed back to ``received`` (tried again later)."""
+        self.conn.execute("UPDATE inbox SET state = 'received' WHERE id = ?", (inbox_id,))
+
     def inbox_finish(
         self,
         inbox_id: int,
