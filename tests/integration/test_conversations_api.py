@@ -349,3 +349,37 @@ def test_telegram_and_sms_replies_render_as_their_channel_shows_them() -> None:
     )
     assert sms["text"] == "1. FAQ\nReply with a number."
     assert sms["buttons"] == []
+
+
+def test_a_customer_who_wrote_with_a_bsuid_then_a_phone_is_one_conversation(
+    client: TestClient, actors: Actors, wa_payload: Callable[..., dict[str, Any]]
+) -> None:
+    bot = _bot(client, actors.headers["admin"], wa_payload())
+    store = BotStore.open(_db(client, bot))
+    try:
+        t0 = datetime.now(UTC) - timedelta(seconds=30)
+        bsuid, phone = "BR.1502576394655843", "+48600100200"
+        first = store.resolve_user(CustomerRef(bsuid=bsuid, profile_name="Eva"), now=t0)
+        store.add_message(
+            direction="in", customer=bsuid, type_="text", text="hi", user_id=first.id, now=t0
+        )
+        later = store.resolve_user(CustomerRef(phone=phone, bsuid=bsuid), now=t0)
+        assert later.id == first.id
+        store.add_message(
+            direction="in", customer=phone, type_="text", text="price?", user_id=later.id,
+            now=t0 + timedelta(seconds=1),
+        )
+    finally:
+        store.close()
+    h = actors.headers["admin"]
+    customers = client.get(f"{BASE}/{bot}/conversations", headers=h).json()
+    assert len(customers) == 1
+    assert customers[0]["count"] == 2
+    assert customers[0]["name"] == "Eva"
+    assert customers[0]["identities"] == {"bsuid": bsuid, "phone": phone}
+    for key in (bsuid, phone):
+        url = f"{BASE}/{bot}/conversations/{key.replace('+', '%2B')}"
+        body = client.get(url, headers=h).json()
+        assert [m["text"] for m in body["messages"]] == ["hi", "price?"]
+        assert body["customer"]["bsuid"] == bsuid
+        assert body["customer"]["phone"] == phone
