@@ -67,6 +67,21 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "knowledge_base_ids": [],
     "public_url": "",
 }
+#: A TTS voice is a bare name (piper: ``{FLOTILLA_AI_PIPER_VOICES_DIR}/{name}.onnx``), never a
+#: path: no separators, no ``..``, nothing absolute.
+VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_voice_name(value: str | None) -> str | None:
+    """``value`` if it is empty or a bare voice name, else ``ValueError`` (a 422)."""
+    if value and (not VOICE_NAME_RE.match(value) or ".." in value):
+        raise ValueError(
+            "must be a voice name (letters, digits, '_', '-', '.'; no path): "
+            "piper voices live in FLOTILLA_AI_PIPER_VOICES_DIR"
+        )
+    return value
+
+
 LLM_BACKEND_RE = re.compile(r"^(vllm|gemini|local|extractive|cloud:[A-Za-z0-9_-]{1,64})$")
 BSUID_RE = re.compile(r"^[A-Z]{2}\.[0-9A-Za-z]{6,64}$")
 
@@ -177,6 +192,11 @@ class InstanceFields(BaseModel):
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("tts_voice")
+    @classmethod
+    def _tts_voice(cls, value: str | None) -> str | None:
+        return check_voice_name(value)
 
     @field_validator("knowledge_base_ids")
     @classmethod

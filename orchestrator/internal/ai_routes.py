@@ -11,13 +11,14 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import crud
 from orchestrator.api.ai_deps import AIDep, ai_errors, read_upload
 from orchestrator.api.deps import BoxDep
 from orchestrator.internal.routes import BotDep
 from orchestrator.models import BotInstance
+from orchestrator.schemas import check_voice_name
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -64,6 +65,11 @@ class TTSRequest(BaseModel):
 
     text: str = Field(min_length=1, max_length=2000)
     voice: str | None = Field(default=None, max_length=200)
+
+    @field_validator("voice")
+    @classmethod
+    def _voice(cls, value: str | None) -> str | None:
+        return check_voice_name(value)
 
 
 def _kb_ids(bot: BotInstance) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from orchestrator.ai.tts.base import TTSBackend, TTSError
 from orchestrator.ai.tts.ogg import encode_ogg_opus
 
 logger = logging.getLogger(__name__)
+
+_VOICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 
 
 def bundled_voice_path() -> Path:
@@ -26,8 +29,8 @@ def bundled_voice_path() -> Path:
 class PiperBackend(TTSBackend):
     """Piper voices, each loaded once on first use; synthesis runs in a worker thread.
 
-    A ``voice`` is a path to a piper ``.onnx`` file (its ``.onnx.json`` beside it) or a
-    name resolved as ``{voices_dir}/{name}.onnx``.
+    A ``voice`` is a name resolved as ``{voices_dir}/{name}.onnx`` (its ``.onnx.json``
+    beside it); ``default_voice`` is the only voice given as a path (by the operator).
 
     Args:
         default_voice: ``.onnx`` path; ``None`` = bundled joe (en_US, medium, 22,050 Hz).
@@ -51,21 +54,34 @@ class PiperBackend(TTSBackend):
         self._lock = threading.Lock()
 
     def resolve_voice(self, voice: str | None) -> Path:
-        """Path of the ``.onnx`` for ``voice``.
+        """Path of the ``.onnx`` for ``voice``: the default voice, or a name in ``voices_dir``.
+
+        A voice is only ever a bare name (``en_US-amy-medium``, optionally ending in
+        ``.onnx``) resolved as ``{voices_dir}/{name}.onnx`` and checked to stay inside
+        ``voices_dir``; paths, ``..`` and absolute names are refused, so a bot's ``tts_voice``
+        can load nothing outside that folder.
 
         Raises:
-            TTSError: the voice file does not exist or is outside ``voices_dir``.
+            TTSError: not a bare name, no ``voices_dir``, outside it, or no such file.
         """
         if not voice:
             path = self.default_voice or bundled_voice_path()
-        elif voice.endswith(".onnx") and Path(voice).is_absolute():
-            path = Path(voice)
-        elif self.voices_dir is not None and "/" not in voice and "\\" not in voice:
-            path = self.voices_dir / f"{voice}.onnx"
-        else:
-            raise TTSError(f"unknown piper voice {voice!r}")
+            if not path.is_file():
+                raise TTSError(f"piper voice not found: {path.name}")
+            return path
+        name = voice[: -len(".onnx")] if voice.endswith(".onnx") else voice
+        if not _VOICE_NAME.match(name) or ".." in name:
+            raise TTSError(f"unknown piper voice {voice[:100]!r}: use a voice name, not a path")
+        if self.voices_dir is None:
+            raise TTSError(
+                f"unknown piper voice {name!r}: no voices folder (FLOTILLA_AI_PIPER_VOICES_DIR)"
+            )
+        root = self.voices_dir.resolve()
+        path = (root / f"{name}.onnx").resolve()
+        if path.parent != root:
+            raise TTSError(f"unknown piper voice {name!r}: outside the voices folder")
         if not path.is_file():
-            raise TTSError(f"piper voice not found: {path}")
+            raise TTSError(f"piper voice not found: {name!r}")
         return path
 
     def _voice(self, path: Path) -> tuple[Any, threading.Lock]:
