@@ -6,7 +6,8 @@ filters). Each policy looks at the inputs and either passes (``None``), decides 
 :class:`Decision`: reply parts, state changes, events, whether the LLM is needed, or nothing and
 why) or asks for an input only I/O can give (a :class:`Need`: a voice note's transcript, the
 customer's message count in the rate-limit window, the rest of a paginated reply). The inbox
-worker fetches what is needed and calls :func:`decide` again with it; it never branches on
+worker fetches what is needed (``shared.botkit.inbox.FETCHERS``, one entry per kind of input) and
+calls :func:`decide` again with it; it never branches on
 policies itself, so a new rule is one policy function and one :func:`register` line::
 
     def auto_reply_off(inbound: Inbound, rules: Rules) -> Decision | Need | None:

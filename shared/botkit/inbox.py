@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +65,7 @@ ORCHESTRATOR_RETRY_MAX_S = 5.0
 TTS_MAX_CHARS = 1000
 MAX_DECIDE_ROUNDS = 8
 
-__all__ = ["NAV_MORE_PREFIX", "InboxWorker"]
+__all__ = ["FETCHERS", "NAV_MORE_PREFIX", "InboxWorker"]
 
 
 def _rules(ctx: BotContext) -> Rules:
@@ -304,18 +304,11 @@ class InboxWorker:
             await self.speak(user, replies, source_inbox_id=row.id)
 
     async def _fetch(self, need: Need, inbound: Inbound) -> Any:
-        """Fetch one input the decision asked for."""
-        store = self.ctx.store
-        customer = inbound.customer
-        if need.kind == NEED_TRANSCRIPT:
-            return await self.transcribe_media(need.arg, inbound.message.media_mime)
-        if need.kind == NEED_INBOUND_SINCE:
-            if customer.user_id is None:
-                return 0
-            return store.count_inbound_since(customer.user_id, need.arg)
-        if need.kind == NEED_CONTINUATION:
-            return store.get_continuation(str(need.arg))
-        raise ValueError(f"the inbox cannot fetch {need.kind!r}")
+        """Fetch one input the decision asked for (through :data:`FETCHERS`)."""
+        fetcher = FETCHERS.get(need.kind)
+        if fetcher is None:
+            raise ValueError(f"the inbox cannot fetch {need.kind!r}")
+        return await fetcher(self, need, inbound)
 
     def _persist(
         self, row: InboxRow, decision: Decision, replies: list[Reply], *, now: datetime
@@ -455,3 +448,29 @@ class InboxWorker:
         ctx.wake_outbox()
         logger.info("voice reply queued", extra={"media_id": media_id, "bytes": len(audio)})
 
+
+# ------------------------------------------------------------------------------ inputs
+
+Fetcher = Callable[[InboxWorker, Need, Inbound], Awaitable[Any]]
+
+
+async def _fetch_transcript(worker: InboxWorker, need: Need, inbound: Inbound) -> Any:
+    return await worker.transcribe_media(need.arg, inbound.message.media_mime)
+
+
+async def _fetch_inbound_since(worker: InboxWorker, need: Need, inbound: Inbound) -> Any:
+    user_id = inbound.customer.user_id
+    return 0 if user_id is None else worker.ctx.store.count_inbound_since(user_id, need.arg)
+
+
+async def _fetch_continuation(worker: InboxWorker, need: Need, inbound: Inbound) -> Any:
+    return worker.ctx.store.get_continuation(str(need.arg))
+
+
+#: How the worker fetches each kind of :class:`~shared.botkit.decide.Need`. A policy that needs
+#: a new kind of input adds its fetcher here (one line), like the policy itself.
+FETCHERS: dict[str, Fetcher] = {
+    NEED_TRANSCRIPT: _fetch_transcript,
+    NEED_INBOUND_SINCE: _fetch_inbound_since,
+    NEED_CONTINUATION: _fetch_continuation,
+}
