@@ -28,6 +28,7 @@ from sqlmodel import Session
 from admin_ui.api_client import AdminApi, ApiResult
 from admin_ui.forms import TAB_NAMES, TABS, display_value, fields_for, is_secret, parse_form
 from orchestrator import crud
+from orchestrator.api.csrf import session_csrf_token
 from orchestrator.api.deps import SESSION_COOKIE
 from orchestrator.schemas import KINDS
 
@@ -188,7 +189,10 @@ UserDep = Annotated[UiUser, Depends(current_ui_user)]
 
 
 def render(request: Request, template: str, /, **context: Any) -> HTMLResponse:
-    """Render a template with the request in its context."""
+    """Render a template with the request and the session's CSRF token in its context."""
+    context.setdefault(
+        "csrf_token", session_csrf_token(request.app.state.settings, dict(request.cookies))
+    )
     return templates.TemplateResponse(request, template, context)
 
 
@@ -873,10 +877,11 @@ async def knowledge_action(
             if file is None or not file.filename:
                 res = ApiResult(422, message="choose a file first")
             else:
-                content = await file.read()
+                # Streamed from the spooled upload (on disk past 1 MiB), not read into memory;
+                # the body-limit middleware checked the writer's token before it was received.
                 res = await api.post(
                     f"{path}/documents",
-                    files={"file": (file.filename, content, file.content_type or "")},
+                    files={"file": (file.filename, file.file, file.content_type or "")},
                 )
         elif action == "build":
             res = await api.post(f"{path}/build")

@@ -66,8 +66,20 @@ def cmd_serve(settings: Settings) -> int:
             "\n  First run: created user 'admin' with password: "
             f"{password}\n  (also saved in {settings.data_dir / 'initial-admin.txt'})\n\n"
         )
+    from orchestrator.api.limits import guarded_protocol
+
     app = create_app(settings, run_migrations=False)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
+    # Slow clients: a deadline for each request's headers, idle keep-alive connections closed
+    # after a few seconds, headers capped at 64 KiB (the body limits are in the app).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        http=guarded_protocol(settings.header_timeout_s),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
     return 0
 
 

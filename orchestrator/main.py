@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,11 +22,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin_ui.routes import STATIC_DIR
 from admin_ui.routes import router as admin_ui_router
 from orchestrator.api.ai_deps import install_ai
+from orchestrator.api.csrf import CsrfMiddleware
+from orchestrator.api.deps import SESSION_COOKIE, user_for_token
+from orchestrator.api.headers import SecurityHeadersMiddleware
+from orchestrator.api.limits import BodyLimitMiddleware
 from orchestrator.api.routes import (
     ai,
     auth,
@@ -91,6 +98,28 @@ class RequestIdMiddleware:
             self.metrics["requests"].labels(scope["method"], path, str(status_code)).inc()
             self.metrics["latency"].labels(path).observe(time.perf_counter() - started)
             request_id_var.reset(token)
+
+
+def check_metrics_access(request: Request, settings: Settings, engine: Engine) -> None:
+    """Let ``/metrics`` answer only to the metrics token, else (none set) to an admin's token.
+
+    Raises:
+        HTTPException: 401 without an acceptable token, 403 for a signed-in non-admin.
+    """
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    bearer = value.strip() if scheme.lower() == "bearer" else ""
+    if settings.metrics_token:
+        if not bearer or not hmac.compare_digest(bearer.encode(), settings.metrics_token.encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "metrics need Authorization: Bearer <FLOTILLA_METRICS_TOKEN>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return
+    with Session(engine) as session:
+        user = user_for_token(session, settings, bearer or request.cookies.get(SESSION_COOKIE))
+    if user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin role required")
 
 
 def create_app(
@@ -166,6 +195,10 @@ def create_app(
         ),
     }
     app.state.metrics = metrics
+    # Outermost last: request id → security headers → body limits → CSRF → routes.
+    app.add_middleware(CsrfMiddleware, settings=settings)
+    app.add_middleware(BodyLimitMiddleware, settings=settings, engine=engine)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware, metrics=metrics)
 
     @app.exception_handler(FieldError)
@@ -209,8 +242,10 @@ def create_app(
         return version_info()
 
     @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
-    def prometheus_metrics() -> PlainTextResponse:
-        """Prometheus metrics."""
+    def prometheus_metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics: ``Authorization: Bearer <FLOTILLA_METRICS_TOKEN>``, or an admin's
+        token when no metrics token is set."""
+        check_metrics_access(request, settings, engine)
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(auth.router)

@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     access_token_minutes: int = 12 * 60
     internal_token_minutes: int = 60
     login_attempts_per_minute: int = 10
+    # Request limits (orchestrator/api/limits.py): one body limit for every route, bigger only
+    # for knowledge-base uploads/imports (ai_max_*_bytes, admin token checked first) and /hooks.
+    max_body_bytes: int = 1024 * 1024
+    hooks_max_body_bytes: int = 3 * 1024 * 1024
+    body_idle_timeout_s: float = 15.0
+    body_total_timeout_s: float = 600.0
+    header_timeout_s: float = 10.0
+    keep_alive_timeout_s: int = 5
+    #: ``/metrics`` wants ``Authorization: Bearer <this>``; empty → an admin's token.
+    metrics_token: str = ""
     port_range_start: int = 8100
     port_range_end: int = 8999
     # Supervisor (circus vocabulary).

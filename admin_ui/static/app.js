@@ -60,6 +60,28 @@
     if (box) { sortThread(box); stickToBottom(box.closest(".thread"), true); }
     document.querySelectorAll("textarea[data-json]").forEach(checkJson);
   }
+  // Every htmx request carries the session's CSRF token (the server refuses writes without it).
+  document.addEventListener("htmx:configRequest", function (ev) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && meta.content) ev.detail.headers["X-CSRF-Token"] = meta.content;
+  });
+
+  // A poller with data-poll-while="checkbox-id" asks only while that box is ticked (live tail).
+  document.addEventListener("htmx:beforeRequest", function (ev) {
+    var el = ev.detail.elt;
+    if (!el || !el.dataset || !el.dataset.pollWhile) return;
+    var box = document.getElementById(el.dataset.pollWhile);
+    if (!box || !box.checked) ev.preventDefault();
+  });
+
+  // A form with data-clear-on-success="field" empties that field once its request succeeded.
+  document.addEventListener("htmx:afterRequest", function (ev) {
+    var form = ev.target.closest && ev.target.closest("form[data-clear-on-success]");
+    if (!form || !ev.detail.successful || ev.detail.elt !== form) return;
+    var input = form.querySelector('[name="' + form.dataset.clearOnSuccess + '"]');
+    if (input) input.value = "";
+  });
+
   document.addEventListener("htmx:afterSettle", afterSwap);
   document.addEventListener("htmx:oobAfterSwap", afterSwap);
   document.addEventListener("DOMContentLoaded", function () {

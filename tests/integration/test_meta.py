@@ -14,14 +14,17 @@ from sqlalchemy import create_engine, inspect, text
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_health_version_metrics_docs(client) -> None:
+def test_health_version_metrics_docs(client, actors) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     v = client.get("/version").json()
     assert set(v) == {"version", "commit", "build_time"}
     assert v["version"] == "0.1.0"
     assert client.get("/docs").status_code == 200
     assert "/admin/{kind}/instances" in client.get("/openapi.json").json()["paths"]
-    assert "flotilla_http_requests_total" in client.get("/metrics").text
+    # /metrics answers to an admin's token (no FLOTILLA_METRICS_TOKEN set); tests/security/
+    # test_headers.py checks the refusals.
+    metrics = client.get("/metrics", headers=actors.headers["admin"])
+    assert "flotilla_http_requests_total" in metrics.text
 
 
 def test_request_id_honoured_or_generated(client) -> None:
