@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -13,13 +14,18 @@ from orchestrator.models import AuditLog, BotInstance, KnowledgeBase, User, utcn
 from orchestrator.schemas import (
     CHANNEL_FIELDS,
     COMMON_DEFAULTS,
+    OFFICIAL_PROVIDER_URLS,
     SECRET_FIELDS,
     InstanceCreate,
     InstanceFields,
     UserCreate,
     UserUpdate,
+    provider_url_allowed,
 )
 from orchestrator.security import SecretBox, hash_password, is_mask, mask_secret
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 
 class FieldError(Exception):
@@ -138,14 +144,63 @@ def list_instances(
     return list(session.exec(query.order_by(BotInstance.name, BotInstance.id)).all())
 
 
+@dataclass(frozen=True)
+class InstanceRules:
+    """What the store accepts for a bot beyond its schema (built from the settings): webhook
+    ports only from the bot port range, provider base URLs only official or admin-allowed."""
+
+    port_range: tuple[int, int]
+    reserved_ports: frozenset[int] = frozenset()
+    allowed_provider_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InstanceRules:
+        """The rules of this install: ``FLOTILLA_PORT_RANGE_*``, the orchestrator's (and the
+        sandbox's) ports, ``FLOTILLA_ALLOWED_PROVIDER_URLS`` (plus the sandbox when it runs)."""
+        reserved = {settings.port}
+        if settings.sandbox:
+            reserved.add(settings.sandbox_port)
+        return cls(
+            port_range=(settings.port_range_start, settings.port_range_end),
+            reserved_ports=frozenset(reserved),
+            allowed_provider_urls=tuple(settings.provider_url_allowlist()),
+        )
+
+    def port_in_range(self, port: int) -> bool:
+        """Whether ``port`` is one a bot may listen on (in the range, not reserved)."""
+        low, high = self.port_range
+        return low <= port <= high and port not in self.reserved_ports
+
+
 def _check_port(
-    *, session: Session, port: int, instance_id: str | None, reserved: set[int]
+    *, session: Session, port: int, instance_id: str | None, rules: InstanceRules
 ) -> None:
-    if port in reserved:
+    low, high = rules.port_range
+    if not low <= port <= high:
+        raise FieldError(
+            ["body", "webhook_port"],
+            f"port {port} is outside the bot port range {low}-{high} "
+            "(FLOTILLA_PORT_RANGE_START/END); choose one inside it or leave it empty",
+        )
+    if port in rules.reserved_ports:
         raise FieldError(["body", "webhook_port"], f"port {port} is reserved by the orchestrator")
     other = session.exec(select(BotInstance).where(BotInstance.webhook_port == port)).first()
     if other and other.id != instance_id:
         raise FieldError(["body", "webhook_port"], f"port {port} is taken by bot {other.id!r}")
+
+
+def _check_provider_urls(fields: dict[str, Any], rules: InstanceRules) -> None:
+    """Provider base URLs: the official API, or one an admin allowed (no fetches elsewhere)."""
+    for key, official in OFFICIAL_PROVIDER_URLS.items():
+        value = fields.get(key)
+        if not value:
+            continue  # empty: the bot uses the official URL
+        if not provider_url_allowed(key, str(value), rules.allowed_provider_urls):
+            raise FieldError(
+                ["body", key],
+                f"{key} must be {official}; other URLs (proxies, a sandbox) need an admin to "
+                "allow them in FLOTILLA_ALLOWED_PROVIDER_URLS",
+            )
 
 
 def _check_funnel(funnel: dict[str, Any] | None) -> None:
@@ -178,7 +233,7 @@ def _apply(
     instance: BotInstance,
     data: InstanceFields,
     box: SecretBox,
-    reserved_ports: set[int],
+    rules: InstanceRules,
 ) -> None:
     fields = data.model_dump(exclude_unset=True)
     kind = instance.kind
@@ -195,8 +250,9 @@ def _apply(
             session=session,
             port=fields["webhook_port"],
             instance_id=instance.id,
-            reserved=reserved_ports,
+            rules=rules,
         )
+    _check_provider_urls(fields, rules)
     if "funnel" in fields:
         _check_funnel(fields["funnel"])
     if fields.get("knowledge_base_ids"):
@@ -233,7 +289,7 @@ def create_instance(
     instance_in: InstanceCreate,
     owner_id: int | None,
     box: SecretBox,
-    reserved_ports: set[int],
+    rules: InstanceRules,
 ) -> BotInstance:
     """Create a bot of ``kind`` with a slug id from its name."""
     instance = BotInstance(
@@ -248,7 +304,7 @@ def create_instance(
         instance=instance,
         data=instance_in,
         box=box,
-        reserved_ports=reserved_ports,
+        rules=rules,
     )
     session.add(instance)
     session.commit()
@@ -262,7 +318,7 @@ def update_instance(
     instance: BotInstance,
     instance_in: InstanceFields,
     box: SecretBox,
-    reserved_ports: set[int],
+    rules: InstanceRules,
 ) -> BotInstance:
     """Apply a PUT (fields not sent keep their values; secrets omitted or masked are kept)."""
     _apply(
@@ -270,7 +326,7 @@ def update_instance(
         instance=instance,
         data=instance_in,
         box=box,
-        reserved_ports=reserved_ports,
+        rules=rules,
     )
     session.add(instance)
     session.commit()

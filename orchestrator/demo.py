@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+from dataclasses import replace
 
 from fastapi import FastAPI
 from sqlmodel import Session
@@ -43,6 +44,10 @@ async def ensure_demo_bot(app: FastAPI) -> None:
     ``scripts/play_customer.py --demo`` can sign messages as Meta would.
     """
     settings = app.state.settings
+    # The demo bot is the admin's choice (FLOTILLA_DEMO_BOT): it may use the sandbox's URL.
+    rules = crud.InstanceRules.from_settings(settings)
+    sandbox_url = f"http://127.0.0.1:{settings.sandbox_port}"
+    demo_rules = replace(rules, allowed_provider_urls=(*rules.allowed_provider_urls, sandbox_url))
     with Session(app.state.engine) as session:
         if crud.list_instances(session=session):
             return
@@ -64,7 +69,7 @@ async def ensure_demo_bot(app: FastAPI) -> None:
             ),
             owner_id=admin.id if admin else None,
             box=app.state.box,
-            reserved_ports={settings.port, settings.sandbox_port},
+            rules=demo_rules,
         )
         instance_id = instance.id
         crud.audit(

@@ -7,8 +7,10 @@ the store keeps channel/AI/access settings in ``BotInstance.config`` and secrets
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -80,6 +82,89 @@ def check_voice_name(value: str | None) -> str | None:
             "piper voices live in FLOTILLA_AI_PIPER_VOICES_DIR"
         )
     return value
+
+
+#: The official API of each provider: the only base URLs a bot may use unless an admin allows
+#: others (``FLOTILLA_ALLOWED_PROVIDER_URLS``; the sandbox's own URL when it runs).
+OFFICIAL_PROVIDER_URLS: dict[str, str] = {
+    "graph_api_base_url": "https://graph.facebook.com",
+    "twilio_base_url": "https://api.twilio.com",
+    "telegram_api_base_url": "https://api.telegram.org",
+}
+
+
+def check_base_url(value: str) -> SplitResult:
+    """Parse an http(s) base URL: a host, no user info, query or fragment, a valid port.
+
+    Raises:
+        ValueError: with the reason, for the 422.
+    """
+    if any(ch.isspace() or ord(ch) < 32 for ch in value) or "\\" in value:
+        raise ValueError("must be an http(s) URL without spaces or backslashes")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"must be an http(s) URL ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain a user name or password")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError("must not contain a query or fragment")
+    return parts
+
+
+def _effective_port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def url_matches(url: str, entry: str) -> bool:
+    """Whether ``url`` is covered by one allow-list ``entry``.
+
+    ``host`` or ``host:port`` (no scheme) covers http(s) URLs on that host (and port);
+    ``scheme://host[:port][/path]`` covers that exact origin and the path at or below ``path``
+    (``/graph`` covers ``/graph`` and ``/graph/x``, not ``/graphx``).
+    """
+    try:
+        target = check_base_url(url)
+    except ValueError:
+        return False
+    entry = entry.strip()
+    if not entry:
+        return False
+    if "://" not in entry:
+        try:
+            rule = urlsplit(f"//{entry}")
+            rule_port = rule.port
+        except ValueError:
+            return False
+        if rule.path or rule.query or rule.fragment or "@" in rule.netloc:
+            return False
+        if rule.hostname != target.hostname:
+            return False
+        return rule_port is None or rule_port == _effective_port(target)
+    try:
+        rule = check_base_url(entry)
+    except ValueError:
+        return False
+    if (rule.scheme, rule.hostname, _effective_port(rule)) != (
+        target.scheme,
+        target.hostname,
+        _effective_port(target),
+    ):
+        return False
+    prefix = rule.path.rstrip("/")
+    return not prefix or target.path == prefix or target.path.startswith(prefix + "/")
+
+
+def provider_url_allowed(field: str, url: str, allowed: Iterable[str]) -> bool:
+    """Whether a bot may use ``url`` for ``field``: the provider's official host, or an entry
+    of the admin's allow-list."""
+    official = OFFICIAL_PROVIDER_URLS.get(field)
+    if official is not None and url_matches(url, official):
+        return True
+    return any(url_matches(url, entry) for entry in allowed)
 
 
 LLM_BACKEND_RE = re.compile(r"^(vllm|gemini|local|extractive|cloud:[A-Za-z0-9_-]{1,64})$")
@@ -189,14 +274,11 @@ class InstanceFields(BaseModel):
     )
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL")
+        # Which hosts a provider URL may name is the store's rule (it needs the settings):
+        # see crud._check_provider_urls and provider_url_allowed.
+        if value:
+            check_base_url(value)
         return value.rstrip("/") if value else value
-
-    @field_validator("tts_voice")
-    @classmethod
-    def _tts_voice(cls, value: str | None) -> str | None:
-        return check_voice_name(value)
 
     @field_validator("knowledge_base_ids")
     @classmethod

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.ai.config import AISettings
 
@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     metrics_token: str = ""
     port_range_start: int = 8100
     port_range_end: int = 8999
+    # /hooks ingress (hooks_max_body_bytes above, the bots' own 413 limit): how long one
+    # forwarded request may take (total, and to connect to the bot).
+    hooks_timeout_s: float = 30.0
+    hooks_connect_timeout_s: float = 5.0
+    # Provider base URLs a bot may use besides the official hosts (comma-separated URL prefixes
+    # such as ``https://proxy.example.com/graph``, or hosts such as ``proxy.example.com:8443``).
+    # With FLOTILLA_SANDBOX on, the sandbox's own URL is allowed as well.
+    allowed_provider_urls: Annotated[list[str], NoDecode] = []
     # Supervisor (circus vocabulary).
     graceful_timeout: float = 5.0
     respawn_min_delay: float = 1.0
@@ -99,6 +107,13 @@ class Settings(BaseSettings):
     ai_stt_api_key: str = ""
     ai_stt_model: str = "whisper-1"
 
+    @field_validator("allowed_provider_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         if not self.database_url:
@@ -109,6 +124,13 @@ class Settings(BaseSettings):
     def orchestrator_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104 - compare only
         return f"http://{host}:{self.port}"
+
+    def provider_url_allowlist(self) -> list[str]:
+        """Provider base URLs allowed besides the official ones (the sandbox's when it runs)."""
+        allowed = list(self.allowed_provider_urls)
+        if self.sandbox:
+            allowed.append(f"http://127.0.0.1:{self.sandbox_port}")
+        return allowed
 
     def ai_settings(self) -> AISettings:
         """The AI backends' settings: every ``ai_*`` field, empty strings meaning unset."""

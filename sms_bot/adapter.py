@@ -38,6 +38,8 @@ _sdk_logger = logging.getLogger(f"{__name__}.sdk")
 _sdk_logger.setLevel(logging.WARNING)
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
+#: How much of Twilio's error text is kept (it is stored and shown to the bot's owner).
+ERROR_TEXT_MAX = 300
 UNSUBSCRIBED = 21610
 INVALID_NUMBERS = frozenset({21211, 21614})
 RETRYABLE_CODES = frozenset({20429, 20500, 20503})
@@ -99,7 +101,7 @@ def error_from_exception(exc: TwilioRestException, retry_after: float | None) ->
     """Map a Twilio REST error to a :class:`SendError`."""
     status = int(exc.status or 0)
     code = exc.code if isinstance(exc.code, int) else None
-    message = str(exc.msg or f"HTTP {status}").strip()
+    message = str(exc.msg or f"HTTP {status}").strip()[:ERROR_TEXT_MAX]
     if code == UNSUBSCRIBED:
         return SendError(
             f"recipient unsubscribed (replied STOP) (21610): {message}", retryable=False, code=code
@@ -199,7 +201,7 @@ class TwilioAdapter(ChannelAdapter):
                 f"Twilio unreachable: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
         except TwilioException as exc:
-            raise SendError(f"Twilio error: {exc}", retryable=False) from exc
+            raise SendError(f"Twilio error: {str(exc)[:ERROR_TEXT_MAX]}", retryable=False) from exc
         if not message.sid:
             raise SendError("Twilio answered without a message sid", retryable=False)
         return str(message.sid)

@@ -28,6 +28,8 @@ from telegram_bot.render import ApiCall, RenderError, render
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
+#: How much of Telegram's error text is kept (it is stored and shown to the bot's owner).
+ERROR_TEXT_MAX = 300
 
 
 def _retry_after(body: dict[str, Any], header: str | None) -> float | None:
@@ -47,7 +49,7 @@ def error_from_response(
     """Map a Bot API error answer (``{"ok": false, ...}``) to a :class:`SendError`."""
     body = body if isinstance(body, dict) else {}
     code = body.get("error_code") if isinstance(body.get("error_code"), int) else status
-    description = str(body.get("description") or f"HTTP {status}")
+    description = str(body.get("description") or f"HTTP {status}")[:ERROR_TEXT_MAX]
     retryable = code == 429 or status == 429 or status >= 500 or code >= 500
     return SendError(
         f"Telegram {method} {code}: {description}",

@@ -63,6 +63,8 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Any:
         "secret_key": TEST_SECRET_KEY,
         "sandbox": False,
         "auto_start_bots": False,
+        # Test sandboxes and fake providers listen on 127.0.0.1 ports picked at run time.
+        "allowed_provider_urls": ["127.0.0.1"],
     }
     values.update(overrides)
     return Settings(**values)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
+from yarl import URL
 
 from shared.channels.base import (
     AudioReply,
@@ -30,6 +32,15 @@ logger = logging.getLogger(__name__)
 # Meta error codes worth retrying later (throttling, temporary trouble).
 RETRYABLE_CODES = frozenset({1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131048, 131056})
 BSUID_NOT_SUPPORTED = 131062
+# Where Meta serves inbound media (the URL a media lookup returns); the access token goes to
+# these (and to the Graph base URL's own origin, e.g. the sandbox) and nowhere else.
+MEDIA_HOSTS = frozenset({"lookaside.fbsbx.com"})
+MEDIA_HOST_SUFFIXES = (".fbcdn.net", ".whatsapp.net")
+#: Inbound media kept at most (WhatsApp's own limit for audio and video).
+MAX_MEDIA_BYTES = 16 * 1024 * 1024
+MAX_MEDIA_REDIRECTS = 3
+#: How much of a provider's error text is kept (it is stored and shown to the bot's owner).
+ERROR_TEXT_MAX = 300
 
 
 def recipient_fields(customer: CustomerRef) -> dict[str, str]:
@@ -65,6 +76,7 @@ def error_from_response(status: int, body: Any, retry_after_header: str | None) 
     message = str(error.get("message") or f"HTTP {status}")
     if details:
         message = f"{message}: {details}"
+    message = message[:ERROR_TEXT_MAX]
     if code == BSUID_NOT_SUPPORTED:
         return SendError(
             f"BSUID not supported for this message (131062): {message}",
@@ -101,12 +113,14 @@ class WhatsAppAdapter(ChannelAdapter):
         phone_number_id: str,
         access_token: str,
         timeout_s: float = 15.0,
+        max_media_bytes: int = MAX_MEDIA_BYTES,
     ) -> None:
         self.session = session
         self.base = f"{base_url.rstrip('/')}/{version.strip('/')}"
         self.phone_number_id = phone_number_id
         self.access_token = access_token
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.max_media_bytes = max_media_bytes
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -224,24 +238,67 @@ class WhatsAppAdapter(ChannelAdapter):
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise SendError(f"media upload failed: {exc}", retryable=True) from exc
 
+    def media_url_allowed(self, url: str) -> bool:
+        """Whether ``url`` may be fetched with the access token: https on a Meta media host
+        (:data:`MEDIA_HOSTS`, :data:`MEDIA_HOST_SUFFIXES`), or the Graph base URL's own origin
+        (the sandbox)."""
+        try:
+            target = urlsplit(url)
+            base = urlsplit(self.base)
+            target_port, base_port = target.port, base.port
+        except ValueError:
+            return False
+        host = (target.hostname or "").lower()
+        if not host or "@" in target.netloc or target.scheme not in ("http", "https"):
+            return False
+        if (target.scheme, host, target_port) == (base.scheme, base.hostname, base_port):
+            return True
+        if target.scheme != "https" or target_port not in (None, 443):
+            return False
+        return host in MEDIA_HOSTS or host.endswith(MEDIA_HOST_SUFFIXES)
+
     async def download_media(self, media_id: str) -> tuple[bytes, str]:
         """Fetch an inbound media object (voice notes for STT); return ``(bytes, mime)``.
 
+        The URL the lookup returns is fetched (with the token) only from Meta's media hosts or
+        the Graph base URL's origin, redirects included, and at most :attr:`max_media_bytes`.
+
         Raises:
-            SendError: the media could not be fetched.
+            SendError: the media could not be fetched, or is not where media may be.
         """
         try:
             async with self.session.get(
-                f"{self.base}/{media_id}", headers=self._auth, timeout=self.timeout
+                f"{self.base}/{quote(media_id, safe='')}", headers=self._auth,
+                timeout=self.timeout, allow_redirects=False,
             ) as resp:
                 meta = await resp.json(content_type=None)
                 if resp.status != 200 or not isinstance(meta, dict) or not meta.get("url"):
                     raise error_from_response(resp.status, meta, None)
-            async with self.session.get(
-                str(meta["url"]), headers=self._auth, timeout=self.timeout
-            ) as resp:
-                if resp.status != 200:
-                    raise SendError(f"media download HTTP {resp.status}", retryable=True)
-                return await resp.read(), str(meta.get("mime_type") or resp.content_type)
+            url = str(meta["url"])
+            for _hop in range(MAX_MEDIA_REDIRECTS + 1):
+                if not self.media_url_allowed(url):
+                    raise SendError("media URL is not on a WhatsApp media host", retryable=False)
+                async with self.session.get(
+                    url, headers=self._auth, timeout=self.timeout, allow_redirects=False
+                ) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                        url = str(resp.url.join(URL(resp.headers["Location"])))
+                        continue
+                    if resp.status != 200:
+                        raise SendError(f"media download HTTP {resp.status}", retryable=True)
+                    data = await self._read_capped(resp)
+                    return data, str(meta.get("mime_type") or resp.content_type)
+            raise SendError("media download: too many redirects", retryable=False)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise SendError(f"media download failed: {exc}", retryable=True) from exc
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_media_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise SendError(f"media larger than {limit} bytes", retryable=False)
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                raise SendError(f"media larger than {limit} bytes", retryable=False)
+        return bytes(data)

@@ -63,6 +63,8 @@ def backoff_delay(
 
 
 TAG_PREFIX = "ob"
+#: How much of a send error is stored and logged (the provider's answer is part of it).
+ERROR_TEXT_MAX = 300
 
 
 def outbox_tag(outbox_id: int) -> str:
@@ -298,11 +300,13 @@ class OutboxWorker:
 
     def _settle_error(self, row: OutboxRow, attempt: int, exc: SendError, kind: str) -> None:
         store = self.ctx.store
+        # A provider's answer may be anything (an SSRF probe's target included): keep little.
+        error = str(exc)[:ERROR_TEXT_MAX]
         extra = {
             "outbox_id": row.id,
             "attempt": attempt,
             "customer": row.customer,
-            "error": str(exc),
+            "error": error,
             "error_code": exc.code,
             "retry_after": exc.retry_after,
         }
@@ -316,13 +320,13 @@ class OutboxWorker:
             store.outbox_retry_later(
                 row.id,
                 at=self.ctx.clock() + timedelta(seconds=delay),
-                error=str(exc),
+                error=error,
                 error_code=exc.code,
             )
             logger.warning("send failed, will retry", extra={**extra, "delay_s": round(delay, 3)})
             return
         now = self.ctx.clock()
-        reason = str(exc) if not exc.retryable else f"gave up after {attempt} attempts: {exc}"
+        reason = error if not exc.retryable else f"gave up after {attempt} attempts: {error}"
         with store.transaction():
             store.outbox_mark_failed(row.id, error=reason, error_code=exc.code, now=now)
             store.add_message(

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from orchestrator.security import create_control_token, create_internal_token
-from tests.support.orchestrator_proc import REPO, SECRET_KEY, OrchestratorProcess, free_port
+from tests.support.orchestrator_proc import REPO, SECRET_KEY, OrchestratorProcess
 
 pytestmark = pytest.mark.slow
 
@@ -172,9 +172,15 @@ def test_disabled_bot_and_taken_port_are_refused(orch: OrchestratorProcess) -> N
     res = orch.api("POST", "/admin/whatsapp/instances/off/start")
     assert res.status_code == 409
     assert "disabled" in res.json()["detail"]
-    port = free_port()
+    # A port in the bot port range (a user may only choose those), held by another program.
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", port))
+        port = int(orch.env["FLOTILLA_PORT_RANGE_END"])
+        while True:
+            try:
+                squatter.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                port -= 1
         squatter.listen()
         orch.create_bot(name="Squatted", webhook_port=port)
         res = orch.api("POST", "/admin/whatsapp/instances/squatted/start")

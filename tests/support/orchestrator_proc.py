@@ -46,6 +46,8 @@ class OrchestratorProcess:
             # A port range of its own, so parallel runs on one machine do not collide.
             "FLOTILLA_PORT_RANGE_START": str(base),
             "FLOTILLA_PORT_RANGE_END": str(base + 299),
+            # Test sandboxes and fake providers listen on 127.0.0.1 ports picked at run time.
+            "FLOTILLA_ALLOWED_PROVIDER_URLS": "127.0.0.1",
             "PYTHONPATH": str(REPO),
             **env,
         }

@@ -18,12 +18,10 @@ KindPath = Annotated[Kind, Path(description="whatsapp, sms or telegram")]
 IdPath = Annotated[str, Path(max_length=64)]
 
 
-def reserved_ports(settings: Settings) -> set[int]:
-    """Ports bots may not take: the orchestrator's own and the sandbox's."""
-    ports = {settings.port}
-    if settings.sandbox:
-        ports.add(settings.sandbox_port)
-    return ports
+def instance_rules(settings: Settings) -> crud.InstanceRules:
+    """What a bot's settings may hold here: ports from the bot port range (never the
+    orchestrator's or the sandbox's), provider URLs official or allowed by the admin."""
+    return crud.InstanceRules.from_settings(settings)
 
 
 def can_see(user: User, instance: BotInstance) -> bool:
@@ -97,7 +95,7 @@ def create_instance(
         instance_in=instance_in,
         owner_id=owner_id,
         box=box,
-        reserved_ports=reserved_ports(settings),
+        rules=instance_rules(settings),
     )
     crud.audit(
         session=session,
@@ -137,7 +135,7 @@ async def update_instance(
         instance=instance,
         instance_in=instance_in,
         box=box,
-        reserved_ports=reserved_ports(settings),
+        rules=instance_rules(settings),
     )
     crud.audit(
         session=session,
