@@ -71,6 +71,13 @@ def new_page(browser: Any, orch: OrchestratorProcess) -> Iterator[Any]:
         contexts.append(ctx)
         page = ctx.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Anything the Content-Security-Policy blocks (inline script, eval, foreign hosts) too.
+        page.on(
+            "console",
+            lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None,
+        )
         return page
 
     yield make

@@ -239,10 +239,13 @@ def test_guest_sees_no_controls_and_the_server_refuses_anyway(
     expect(page.get_by_test_id("save")).to_have_count(0)
     expect(page.locator("#f-name")).to_be_disabled()
     shot(page, "guest-bots")
-    # The API refuses a guest whatever the page shows, with the same session cookie.
-    res = page.request.post(f"/admin/whatsapp/instances/{BOT}/start")
+    # The API refuses a guest whatever the page shows, with the same session cookie (and the
+    # page's CSRF token, so it is the role that is refused, not a missing token).
+    csrf = {"X-CSRF-Token": page.locator("meta[name=csrf-token]").get_attribute("content")}
+    res = page.request.post(f"/admin/whatsapp/instances/{BOT}/start", headers=csrf)
     assert res.status == 403
-    res = page.request.post(f"/ui/bots/whatsapp/{BOT}/control/start")
+    assert "CSRF" not in res.text()
+    res = page.request.post(f"/ui/bots/whatsapp/{BOT}/control/start", headers=csrf)
     assert "read-only" in res.text()
     assert orch.status("whatsapp", BOT)["state"] == "stopped"
     assert page.request.get("/users").status == 403
