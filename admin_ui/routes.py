@@ -240,8 +240,12 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout", response_model=None)
-async def logout() -> Response:
-    """Forget the session cookie."""
+async def logout(request: Request) -> Response:
+    """Sign out: revoke the session's token (``POST /auth/logout``: every token of the user
+    stops working, so a copied cookie is useless) and forget the cookie."""
+    if request.cookies.get(SESSION_COOKIE):
+        async with AdminApi(request) as api:
+            await api.post("/auth/logout")
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -281,12 +285,18 @@ async def bot_list_fragment(request: Request, user: UserDep, selected: str = "")
 
 @router.get("/ui/slug", response_class=HTMLResponse)
 async def slug_preview(request: Request, user: UserDep, name: str = "") -> HTMLResponse:
-    """The id a bot named ``name`` would get."""
+    """The id a bot named ``name`` would get.
+
+    Admins see every bot, so they get the exact id (a suffix when it is taken). Anyone else gets
+    the plain slug of the name whether or not another user's bot (or a deleted one) holds it:
+    the answer must not tell which ids other users have; creation adds the suffix."""
     if not name.strip():
         return HTMLResponse('<span class="muted">type a name</span>')
+    if not user.is_admin:
+        return render(request, "_slug.html", slug=crud.slugify(name), exact=False)
     with Session(request.app.state.engine) as session:
         slug = crud.unique_slug(session=session, name=name)
-    return render(request, "_slug.html", slug=slug)
+    return render(request, "_slug.html", slug=slug, exact=True)
 
 
 @router.post("/ui/bots", response_class=HTMLResponse)

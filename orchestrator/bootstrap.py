@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -13,22 +12,37 @@ from orchestrator.schemas import UserCreate
 from orchestrator.settings import Settings
 
 
+class WeakAdminPasswordError(RuntimeError):
+    """``FLOTILLA_ADMIN_PASSWORD`` does not satisfy the password policy."""
+
+
 def ensure_admin(settings: Settings, engine: Engine) -> str | None:
     """Create ``admin`` when no user exists.
 
     The password is ``FLOTILLA_ADMIN_PASSWORD``, else a random one written to
     ``<data dir>/initial-admin.txt`` (0600). Returns the random password (for the CLI to print
     once), or ``None`` when nothing was generated.
+
+    Raises:
+        WeakAdminPasswordError: ``FLOTILLA_ADMIN_PASSWORD`` is too short or too guessable.
     """
     with Session(engine) as session:
         if crud.count_users(session=session) > 0:
             return None
         generated = not settings.admin_password
-        password = settings.admin_password or secrets.token_urlsafe(12)
-        crud.create_user(
-            session=session,
-            user_in=UserCreate(username="admin", password=password, role="admin"),
-        )
+        policy = settings.password_policy()
+        password = settings.admin_password or policy.generate()
+        try:
+            crud.create_user(
+                session=session,
+                user_in=UserCreate(username="admin", password=password, role="admin"),
+                policy=policy,
+            )
+        except crud.FieldError as exc:
+            raise WeakAdminPasswordError(
+                f"FLOTILLA_ADMIN_PASSWORD is refused: {exc.msg}. Choose a longer, less "
+                "guessable one (or unset it to get a random password)."
+            ) from exc
         crud.audit(
             session=session,
             actor=None,

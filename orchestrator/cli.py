@@ -8,7 +8,7 @@ import sys
 from sqlmodel import Session
 
 from orchestrator import crud
-from orchestrator.bootstrap import ensure_admin
+from orchestrator.bootstrap import WeakAdminPasswordError, ensure_admin
 from orchestrator.crud import FieldError
 from orchestrator.db import make_engine, migrate
 from orchestrator.logging_setup import configure_logging
@@ -40,6 +40,7 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
             user = crud.create_user(
                 session=session,
                 user_in=UserCreate(username=args.username, password=args.password, role=args.role),
+                policy=settings.password_policy(),
             )
             _out(f"created {user.role} {user.username!r} (id {user.id})")
     except FieldError as exc:
@@ -60,7 +61,11 @@ def cmd_serve(settings: Settings) -> int:
     configure_logging()
     settings.ensure_dirs()
     migrate(settings.database_url)
-    password = ensure_admin(settings, make_engine(settings.database_url))
+    try:
+        password = ensure_admin(settings, make_engine(settings.database_url))
+    except WeakAdminPasswordError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     if password:
         sys.stderr.write(
             "\n  First run: created user 'admin' with password: "

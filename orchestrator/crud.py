@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from orchestrator.models import AuditLog, BotInstance, KnowledgeBase, User, utcnow
+from orchestrator.models import (
+    AuditLog,
+    BotInstance,
+    KnowledgeBase,
+    LLMProvider,
+    RetiredId,
+    TokenUsage,
+    User,
+    utcnow,
+)
 from orchestrator.schemas import (
     CHANNEL_FIELDS,
     COMMON_DEFAULTS,
@@ -22,10 +35,20 @@ from orchestrator.schemas import (
     UserUpdate,
     provider_url_allowed,
 )
-from orchestrator.security import SecretBox, hash_password, is_mask, mask_secret
+from orchestrator.security import (
+    PasswordPolicy,
+    SecretBox,
+    hash_password,
+    is_mask,
+    mask_secret,
+)
+from shared.store.files import bot_db_filename
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
+
+
+logger = logging.getLogger(__name__)
 
 
 class FieldError(Exception):
@@ -45,10 +68,25 @@ def get_user_by_username(*, session: Session, username: str) -> User | None:
     return session.exec(select(User).where(User.username == username)).first()
 
 
-def create_user(*, session: Session, user_in: UserCreate) -> User:
-    """Create a user; a taken username is a 422 on ``username``."""
+def check_password(
+    password: str, *, policy: PasswordPolicy, username: str = "", loc: str = "password"
+) -> None:
+    """Refuse a password the policy does not accept: a 422 on ``loc`` with zxcvbn's advice."""
+    problem = policy.problem(password, user_inputs=(username,) if username else ())
+    if problem:
+        raise FieldError(["body", loc], problem)
+
+
+def create_user(
+    *, session: Session, user_in: UserCreate, policy: PasswordPolicy | None = None
+) -> User:
+    """Create a user; a taken username or a weak password is a 422 naming the field.
+
+    ``policy`` defaults to the built-in one (length 10, zxcvbn score 3); the API, the CLI and
+    first-run setup pass the configured one."""
     if get_user_by_username(session=session, username=user_in.username):
         raise FieldError(["body", "username"], "username already exists")
+    check_password(user_in.password, policy=policy or PasswordPolicy(), username=user_in.username)
     user = User(
         username=user_in.username,
         password_hash=hash_password(user_in.password),
@@ -61,18 +99,48 @@ def create_user(*, session: Session, user_in: UserCreate) -> User:
     return user
 
 
-def update_user(*, session: Session, user: User, user_in: UserUpdate) -> User:
-    """Apply a PATCH to a user."""
+def revoke_tokens(user: User) -> None:
+    """Make every token issued to ``user`` so far invalid (the caller commits)."""
+    user.token_version = (user.token_version or 0) + 1
+
+
+def update_user(
+    *, session: Session, user: User, user_in: UserUpdate, policy: PasswordPolicy | None = None
+) -> User:
+    """Apply a PATCH to a user. A new password, another role or deactivation revokes the
+    user's tokens (they sign in again)."""
+    revoke = False
     if user_in.password is not None:
+        check_password(
+            user_in.password, policy=policy or PasswordPolicy(), username=user.username
+        )
         user.password_hash = hash_password(user_in.password)
-    if user_in.role is not None:
+        revoke = True
+    if user_in.role is not None and user_in.role != user.role:
         user.role = user_in.role
-    if user_in.active is not None:
+        revoke = True
+    if user_in.active is not None and user_in.active != user.active:
         user.active = user_in.active
+        revoke = revoke or not user_in.active
+    if revoke:
+        revoke_tokens(user)
     session.add(user)
     session.commit()
     session.refresh(user)
     return user
+
+
+def owned_by(*, session: Session, user_id: int) -> dict[str, list[str]]:
+    """Ids of what ``user_id`` owns, by kind (``bots``, ``knowledge_bases``)."""
+    bots = session.exec(
+        select(BotInstance.id).where(BotInstance.owner_id == user_id).order_by(BotInstance.id)
+    ).all()
+    kbs = session.exec(
+        select(KnowledgeBase.id)
+        .where(KnowledgeBase.owner_id == user_id)
+        .order_by(KnowledgeBase.id)
+    ).all()
+    return {"bots": list(bots), "knowledge_bases": list(kbs)}
 
 
 def count_users(*, session: Session) -> int:
@@ -118,18 +186,56 @@ def slugify(name: str) -> str:
     return text[:48].strip("-") or "bot"
 
 
-def unique_slug(*, session: Session, name: str) -> str:
-    """A slug of ``name`` no instance has yet (``support-bot``, ``support-bot-2``, ...)."""
+#: What each kind of slug id names, for :func:`retire_id` and :func:`id_taken`.
+ID_TABLES: dict[str, type[BotInstance] | type[KnowledgeBase] | type[LLMProvider]] = {
+    "bot": BotInstance,
+    "kb": KnowledgeBase,
+    "provider": LLMProvider,
+}
+
+
+def id_taken(*, session: Session, kind: str, object_id: str) -> bool:
+    """Whether ``object_id`` is held by a ``kind`` object now or was held by a deleted one."""
+    if session.get(ID_TABLES[kind], object_id) is not None:
+        return True
+    return session.get(RetiredId, (kind, object_id)) is not None
+
+
+def retire_id(*, session: Session, kind: str, object_id: str) -> None:
+    """Record that a deleted ``kind`` object held ``object_id``: it is never given out again
+    (the caller commits, with the delete)."""
+    if session.get(RetiredId, (kind, object_id)) is None:
+        session.add(RetiredId(kind=kind, id=object_id))
+
+
+def _taken_with_prefix(*, session: Session, kind: str, base: str) -> set[str]:
+    table = ID_TABLES[kind]
+    live = session.exec(select(table.id).where(col(table.id).startswith(base))).all()
+    retired = session.exec(
+        select(RetiredId.id).where(RetiredId.kind == kind, col(RetiredId.id).startswith(base))
+    ).all()
+    return set(live) | set(retired)
+
+
+def unique_slug(*, session: Session, name: str, kind: str = "bot") -> str:
+    """A slug of ``name`` no ``kind`` object holds or ever held (``support-bot``,
+    ``support-bot-2``, ...): a deleted object's id is never given to another one."""
     base = slugify(name)
-    taken = set(
-        session.exec(select(BotInstance.id).where(col(BotInstance.id).startswith(base))).all()
-    )
+    taken = _taken_with_prefix(session=session, kind=kind, base=base)
     if base not in taken:
         return base
     n = 2
     while f"{base}-{n}" in taken:
         n += 1
     return f"{base}-{n}"
+
+
+def new_random_id(*, session: Session, kind: str, nbytes: int = 6) -> str:
+    """A random hex id no ``kind`` object holds or ever held (knowledge bases)."""
+    while True:
+        candidate = secrets.token_hex(nbytes)
+        if not id_taken(session=session, kind=kind, object_id=candidate):
+            return candidate
 
 
 def list_instances(
@@ -367,3 +473,40 @@ def used_ports(*, session: Session) -> set[int]:
     """Every webhook port an instance holds."""
     ports = session.exec(select(BotInstance.webhook_port)).all()
     return {p for p in ports if p is not None}
+
+
+# ---------------------------------------------------------------- deletion
+
+
+def bot_files(*, data_dir: Path, logs_dir: Path, kind: str, instance_id: str) -> list[Path]:
+    """Every file a bot leaves on disk: its database (with ``-wal``/``-shm``/``-journal``), its
+    logs (rotated ones too) and its pid file."""
+    db = data_dir / bot_db_filename(kind, instance_id)
+    files = [db] + [db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    log = logs_dir / f"{kind}_bot_{instance_id}.log"
+    files.append(log)
+    if logs_dir.is_dir():
+        files += sorted(logs_dir.glob(f"{kind}_bot_{instance_id}.log.*"))
+    files.append(data_dir / "run" / f"{kind}_bot_{instance_id}.json")
+    return files
+
+
+def purge_bot_files(*, data_dir: Path, logs_dir: Path, kind: str, instance_id: str) -> int:
+    """Delete what :func:`bot_files` names (the bot must be stopped); returns how many went."""
+    removed = 0
+    files = bot_files(data_dir=data_dir, logs_dir=logs_dir, kind=kind, instance_id=instance_id)
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    if removed:
+        logger.info("deleted bot files", extra={"bot_id": instance_id, "files": removed})
+    return removed
+
+
+def delete_instance_rows(*, session: Session, instance: BotInstance) -> None:
+    """Delete a bot's row and its token-usage rows and retire its id (the caller commits)."""
+    for usage in session.exec(select(TokenUsage).where(TokenUsage.bot_id == instance.id)).all():
+        session.delete(usage)
+    retire_id(session=session, kind="bot", object_id=instance.id)
+    session.delete(instance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,16 +22,35 @@ def _ts(index: bool = False) -> Any:
     )
 
 
+def new_uid() -> str:
+    """A user's immutable public id (random, never reused): what admin tokens name."""
+    return uuid.uuid4().hex
+
+
+def _no_id_reuse() -> dict[str, Any]:
+    """Table options so integer keys are never handed out twice: ``AUTOINCREMENT`` on SQLite
+    (a plain rowid key reuses the id of a deleted last row); PostgreSQL's sequences never go
+    back."""
+    return {"sqlite_autoincrement": True}
+
+
 class User(SQLModel, table=True):
-    """A person who signs in to the admin API/UI."""
+    """A person who signs in to the admin API/UI.
+
+    Tokens name the user by ``uid`` (random, immutable) and carry ``token_version``; bumping
+    the version (sign-out, password/role change, deactivation) revokes every token issued before.
+    """
 
     __tablename__ = "users"
+    __table_args__ = _no_id_reuse()
 
     id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_uid, max_length=32, unique=True, index=True)
     username: str = Field(index=True, unique=True, max_length=64)
     password_hash: str
     role: str = Field(default="user", max_length=16)  # admin | user | guest
     active: bool = True
+    token_version: int = 0
     created_at: datetime = _ts()
 
 
@@ -59,6 +79,7 @@ class AuditLog(SQLModel, table=True):
     """Who did what, when, to which object."""
 
     __tablename__ = "audit_log"
+    __table_args__ = _no_id_reuse()
 
     id: int | None = Field(default=None, primary_key=True)
     ts: datetime = _ts(index=True)
@@ -102,7 +123,10 @@ class TokenUsage(SQLModel, table=True):
     """Tokens one bot used on one UTC day (summed over its generations)."""
 
     __tablename__ = "ai_token_usage"
-    __table_args__ = (UniqueConstraint("bot_id", "day", name="uq_ai_token_usage_bot_day"),)
+    __table_args__ = (
+        UniqueConstraint("bot_id", "day", name="uq_ai_token_usage_bot_day"),
+        _no_id_reuse(),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     bot_id: str = Field(max_length=64, index=True)
@@ -110,3 +134,15 @@ class TokenUsage(SQLModel, table=True):
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class RetiredId(SQLModel, table=True):
+    """An id a deleted bot (``kind="bot"``), knowledge base (``"kb"``) or LLM provider
+    (``"provider"``) held: never given out again, so nobody inherits a deleted object's data,
+    logs or references."""
+
+    __tablename__ = "retired_ids"
+
+    kind: str = Field(primary_key=True, max_length=16)
+    id: str = Field(primary_key=True, max_length=64)
+    retired_at: datetime = _ts()

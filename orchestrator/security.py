@@ -6,10 +6,15 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import zxcvbn
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
@@ -23,6 +28,10 @@ ALGORITHM = "HS256"
 MASK_PREFIX = "****"
 
 _hasher = PasswordHasher()
+#: A hash of a random password, made once: a sign-in with an unknown username (or a disabled
+#: user) is checked against it, so it costs the same Argon2 work as a wrong password and the
+#: answer time does not tell which usernames exist.
+_DUMMY_HASH = _hasher.hash(uuid.uuid4().hex)
 
 
 def hash_password(password: str) -> str:
@@ -36,6 +45,51 @@ def verify_password(password: str, password_hash: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def burn_password_check(password: str) -> None:
+    """The Argon2 work of :func:`verify_password` for a user that does not exist (always fails)."""
+    verify_password(password, _DUMMY_HASH)
+
+
+# ---------------------------------------------------------------- password policy
+
+#: zxcvbn keeps the user inputs of a call in a module-global dictionary: one call at a time.
+_zxcvbn_lock = threading.Lock()
+#: zxcvbn refuses longer input (its run time grows with length); the first 72 characters are
+#: what it rates (a longer password is at least as strong as its start).
+_ZXCVBN_MAX = 72
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """At least ``min_length`` characters and a zxcvbn score of at least ``min_score`` (0-4)."""
+
+    min_length: int = 10
+    min_score: int = 3
+
+    def problem(self, password: str, *, user_inputs: tuple[str, ...] = ()) -> str | None:
+        """Why ``password`` is refused (a sentence with zxcvbn's advice), or ``None`` if fine."""
+        if len(password) < self.min_length:
+            return f"password must have at least {self.min_length} characters"
+        with _zxcvbn_lock:
+            result = zxcvbn.zxcvbn(password[:_ZXCVBN_MAX], user_inputs=list(user_inputs))
+        if int(result["score"]) >= self.min_score:
+            return None
+        feedback = result.get("feedback") or {}
+        advice = [str(feedback.get("warning") or "")]
+        advice += [str(s) for s in feedback.get("suggestions") or []]
+        text = " ".join(a for a in advice if a)
+        message = f"password is too easy to guess (strength {result['score']} of 4, needs "
+        message += f"{self.min_score})"
+        return f"{message}: {text}" if text else message
+
+    def generate(self) -> str:
+        """A random password this policy accepts."""
+        while True:
+            password = secrets.token_urlsafe(18)
+            if self.problem(password) is None:
+                return password
 
 
 def _derive(secret_key: str, purpose: bytes, length: int = 32) -> bytes:
@@ -101,12 +155,19 @@ def is_mask(value: str) -> bool:
 
 
 def create_access_token(
-    secret_key: str, *, user_id: int, role: str, minutes: int
+    secret_key: str, *, user_uid: str, role: str, version: int, minutes: int
 ) -> tuple[str, int]:
-    """Admin API bearer token for a user; returns ``(token, expires_in_seconds)``."""
+    """Admin API bearer token for a user; returns ``(token, expires_in_seconds)``.
+
+    ``sub`` is the user's random ``uid`` (never reused, unlike an integer key) and ``ver`` their
+    ``token_version`` when signing in: a token whose version is not the user's current one is
+    refused (sign-out, password or role change, deactivation bump it).
+    """
     now = datetime.now(UTC)
     claims = {
-        "sub": str(user_id),
+        "sub": user_uid,
+        "ver": version,
+        "jti": uuid.uuid4().hex,
         "role": role,
         "aud": ADMIN_AUDIENCE,
         "iat": now,
@@ -116,7 +177,7 @@ def create_access_token(
 
 
 def decode_access_token(secret_key: str, token: str) -> dict[str, Any]:
-    """Verify an admin token.
+    """Verify an admin token (the caller checks ``sub`` and ``ver`` against the user).
 
     Raises:
         jwt.InvalidTokenError: bad signature, expired, no expiry, wrong audience or malformed.
@@ -128,7 +189,7 @@ def decode_access_token(secret_key: str, token: str) -> dict[str, Any]:
         _admin_key(secret_key),
         algorithms=[ALGORITHM],
         audience=ADMIN_AUDIENCE,
-        options={"require": ["exp", "sub", "aud"]},
+        options={"require": ["exp", "sub", "aud", "ver"]},
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.ai.config import AISettings
+from orchestrator.security import PasswordPolicy
 
 
 class Settings(BaseSettings):
@@ -31,7 +32,19 @@ class Settings(BaseSettings):
     admin_password: str = ""
     access_token_minutes: int = 12 * 60
     internal_token_minutes: int = 60
+    #: Failed sign-ins one client address may make per minute (over all usernames).
     login_attempts_per_minute: int = 10
+    #: Failed sign-ins for one username from one address before backoff starts; each further
+    #: failure doubles the wait (from ``login_backoff_base_s`` up to ``login_backoff_max_s``).
+    login_free_failures: int = 5
+    login_backoff_base_s: float = 2.0
+    login_backoff_max_s: float = 900.0
+    #: Failures for one username from all addresses together in an hour before that username
+    #: is refused everywhere (logged; high, so only a distributed attack reaches it).
+    login_user_failures_per_hour: int = 500
+    #: Password policy: length, and zxcvbn strength score 0-4.
+    password_min_length: int = 10
+    password_min_score: int = 3
     # Request limits (orchestrator/api/limits.py): one body limit for every route, bigger only
     # for knowledge-base uploads/imports (ai_max_*_bytes, admin token checked first) and /hooks.
     max_body_bytes: int = 1024 * 1024
@@ -141,6 +154,12 @@ class Settings(BaseSettings):
                 continue
             values[name] = value if value != "" else None
         return AISettings(**{k: v for k, v in values.items() if v is not None})
+
+    def password_policy(self) -> PasswordPolicy:
+        """The password policy from ``password_min_length`` and ``password_min_score``."""
+        return PasswordPolicy(
+            min_length=self.password_min_length, min_score=self.password_min_score
+        )
 
     def ensure_dirs(self) -> None:
         """Create the data and logs directories."""

@@ -9,7 +9,7 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from orchestrator.models import User
 from orchestrator.security import SecretBox, decode_access_token
@@ -80,12 +80,18 @@ def user_for_token(session: Session, settings: Settings, token: str | None) -> U
         raise _unauthorized("not authenticated")
     try:
         claims = decode_access_token(settings.resolved_secret_key(), token)
-        user_id = int(claims["sub"])
-    except (jwt.InvalidTokenError, KeyError, ValueError) as exc:
+        uid = str(claims["sub"])
+        version = int(claims["ver"])
+    except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:
         raise _unauthorized("invalid or expired token") from exc
-    user = session.get(User, user_id)
+    # ``sub`` is the user's random uid, never reused: a deleted user's token names nobody, even
+    # when a new user gets the old integer id. ``ver`` must be the user's current token version
+    # (bumped on sign-out, password or role change, deactivation).
+    user = session.exec(select(User).where(User.uid == uid)).first()
     if user is None or not user.active:
         raise _unauthorized("user is disabled or gone")
+    if version != user.token_version:
+        raise _unauthorized("token was revoked; sign in again")
     return user
 
 

@@ -53,14 +53,23 @@ def test_cli_migrate_create_user_and_secret_key(tmp_path) -> None:
     env.pop("DATABASE_URL", None)
     assert _run(["migrate"], env, tmp_path).returncode == 0
     assert _run(["migrate"], env, tmp_path).returncode == 0  # idempotent
+    # the password policy holds on the command line too: a guessable password is refused
     res = _run(
         ["create-user", "--username", "ops", "--password", "s3cret-pass", "--role", "guest"],
         env,
         tmp_path,
     )
+    assert res.returncode == 2
+    assert "too easy to guess" in res.stderr
+    strong = "correct-horse-battery-staple-42"
+    res = _run(
+        ["create-user", "--username", "ops", "--password", strong, "--role", "guest"],
+        env,
+        tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert "guest 'ops'" in res.stdout
-    res = _run(["create-user", "--username", "ops", "--password", "s3cret-pass"], env, tmp_path)
+    res = _run(["create-user", "--username", "ops", "--password", strong], env, tmp_path)
     assert res.returncode == 2
     assert "already exists" in res.stderr
     key = tmp_path / "d" / "secret.key"

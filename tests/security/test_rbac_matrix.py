@@ -70,11 +70,14 @@ class World:
 
     def ensure(self) -> dict[str, str]:
         c, h = self.client, self.actors.headers
-        if c.get("/admin/whatsapp/instances/alice-bot", headers=h["admin"]).status_code == 404:
+        # ids are never reused: a bot re-created after the matrix deleted it gets a new one
+        bot = self.values.get("instance_id", "alice-bot")
+        if c.get(f"/admin/whatsapp/instances/{bot}", headers=h["admin"]).status_code == 404:
             res = c.post("/admin/whatsapp/instances", headers=h["alice"],
                          json={"name": "Alice Bot", "enabled": False})
             assert res.status_code == 201, res.text
-        self.values["instance_id"] = "alice-bot"
+            bot = str(res.json()["id"])
+        self.values["instance_id"] = bot
         kb = self.values.get("kb_id")
         if kb is None or c.get(f"/admin/knowledge/{kb}", headers=h["admin"]).status_code == 404:
             res = c.post("/admin/knowledge", headers=h["alice"], json={"name": "Alice KB"})
@@ -112,7 +115,8 @@ class World:
             "/admin/knowledge/{kb_id}/search": {"query": "price"},
             "/admin/llm/providers": {"name": "Other LLM", "base_url": "http://127.0.0.1:9/v1"},
             "/admin/llm/providers/{provider_id}": {"name": "Shared LLM 2"},
-            "/admin/ai/test": {"kind": "whatsapp", "bot_id": "alice-bot", "message": "hi"},
+            "/admin/ai/test": {"kind": "whatsapp", "bot_id": self.values["instance_id"],
+                               "message": "hi"},
             "/admin/tts/test": {"text": "hi"},
             "/admin/{kind}/instances/{instance_id}/messages": {"to": "+15550001111",
                                                                "text": "hi"},

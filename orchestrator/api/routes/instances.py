@@ -153,14 +153,19 @@ async def update_instance(
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_instance(
-    request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
+    request: Request,
+    instance: ManagedInstance,
+    session: SessionDep,
+    user: CurrentUser,
+    settings: SettingsDep,
 ) -> Response:
-    """Delete a bot, stopping it first if it runs. Its SQLite file stays in the data dir."""
+    """Delete a bot, stopping it first if it runs, with its database (customers, messages),
+    logs and pid file. Its id is retired: no later bot gets it (nor its data)."""
     supervisor = getattr(request.app.state, "supervisor", None)
     if supervisor is not None:
         await supervisor.forget(instance.id)
     kind, instance_id = instance.kind, instance.id
-    session.delete(instance)
+    crud.delete_instance_rows(session=session, instance=instance)
     crud.audit(
         session=session,
         actor=user,
@@ -170,4 +175,7 @@ async def delete_instance(
         commit=False,
     )
     session.commit()
+    crud.purge_bot_files(
+        data_dir=settings.data_dir, logs_dir=settings.logs_dir, kind=kind, instance_id=instance_id
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,6 @@ write is a 403.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Annotated, Any
 
 from fastapi import (
@@ -43,6 +42,14 @@ class KnowledgeBaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
+    owner_id: UserId | None = None
+
+
+class KnowledgeBaseUpdate(BaseModel):
+    """``PATCH /admin/knowledge/{kb_id}`` body: (admins) give the base to another user."""
+
+    model_config = ConfigDict(extra="forbid")
+
     owner_id: UserId | None = None
 
 
@@ -128,7 +135,7 @@ async def create_base(
 ) -> dict[str, Any]:
     """Create an empty knowledge base owned by the caller."""
     owner_id = _owner_for(body.owner_id, user, session)
-    kb_id = uuid.uuid4().hex[:12]
+    kb_id = crud.new_random_id(session=session, kind="kb")
     with ai_errors():
         kb_status = await ai.kb.create(body.name, kb_id=kb_id)
     kb = KnowledgeBase(id=kb_id, name=body.name, owner_id=owner_id, created_at=utcnow())
@@ -171,7 +178,7 @@ async def import_base(
             f"archive is larger than the {limit} byte limit",
         )
     data = await read_upload(file, limit, "archive")
-    kb_id = uuid.uuid4().hex[:12]
+    kb_id = crud.new_random_id(session=session, kind="kb")
     with ai_errors():
         kb_status = await ai.kb.import_zip(data, name=name or None, kb_id=kb_id)
     kb = KnowledgeBase(id=kb_id, name=kb_status.name, owner_id=user.id, created_at=utcnow())
@@ -194,6 +201,31 @@ async def get_base(kb: VisibleBase, ai: AIDep) -> dict[str, Any]:
     return _public(kb, await _status_or_none(ai, kb.id))
 
 
+@router.patch("/{kb_id}")
+async def update_base(
+    body: KnowledgeBaseUpdate, kb: ManagedBase, session: SessionDep, user: CurrentUser, ai: AIDep
+) -> dict[str, Any]:
+    """Reassign a base to another user (``owner_id``; admins only), e.g. before deleting its
+    owner. An empty body changes nothing."""
+    if "owner_id" in body.model_fields_set and body.owner_id != kb.owner_id:
+        if user.role != "admin":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only admins reassign bases")
+        if body.owner_id is None or session.get(User, body.owner_id) is None:
+            raise crud.FieldError(["body", "owner_id"], "no such user")
+        kb.owner_id = body.owner_id
+    session.add(kb)
+    crud.audit(
+        session=session,
+        actor=user,
+        action="knowledge.update",
+        object_type="knowledge",
+        object_id=kb.id,
+        detail={"fields": sorted(body.model_fields_set)},
+    )
+    session.refresh(kb)
+    return _public(kb, await _status_or_none(ai, kb.id))
+
+
 @router.delete("/{kb_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_base(
     kb: ManagedBase, session: SessionDep, user: CurrentUser, ai: AIDep
@@ -209,6 +241,7 @@ async def delete_base(
             bot.config = {**bot.config, "knowledge_base_ids": [i for i in linked if i != kb_id]}
             session.add(bot)
     session.delete(kb)
+    crud.retire_id(session=session, kind="kb", object_id=kb_id)
     crud.audit(
         session=session,
         actor=user,

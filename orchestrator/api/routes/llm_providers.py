@@ -98,6 +98,17 @@ def create_provider(
     provider_id = body.id or crud.slugify(body.name)
     if session.get(LLMProvider, provider_id) is not None:
         raise crud.FieldError(["body", "id"], f"provider {provider_id!r} already exists")
+    if crud.id_taken(session=session, kind="provider", object_id=provider_id):
+        # Bots name providers as ``cloud:{id}``: a new provider under a deleted one's id would
+        # silently take over those bots (with another key and model). A default id gets a
+        # suffix; an id asked for is refused.
+        if body.id:
+            raise crud.FieldError(
+                ["body", "id"],
+                f"id {provider_id!r} belonged to a deleted provider and is never reused; "
+                "choose another id",
+            )
+        provider_id = crud.unique_slug(session=session, name=body.name, kind="provider")
     key = body.api_key or ""
     row = LLMProvider(
         id=provider_id,
@@ -176,6 +187,7 @@ def delete_provider(
     """Remove a provider (bots naming it fall back to their fallback text)."""
     row = _get(session, provider_id)
     session.delete(row)
+    crud.retire_id(session=session, kind="provider", object_id=provider_id)
     crud.audit(
         session=session,
         actor=admin,
