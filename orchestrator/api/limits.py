@@ -7,7 +7,8 @@ Every request body is capped at ``FLOTILLA_MAX_BODY_BYTES`` (1 MiB). Only these 
   imports — ``FLOTILLA_AI_MAX_IMPORT_BYTES`` — plus a little room for the multipart framing.
   Before a byte of such a body is read, the request must carry the admin token (bearer or
   session cookie) of an active non-guest user, else 401/403;
-* ``/hooks/...`` (providers' webhooks, no login) — ``FLOTILLA_HOOKS_MAX_BODY_BYTES`` (3 MiB).
+* ``/hooks/...`` (providers' webhooks, no login) — ``FLOTILLA_HOOKS_MAX_BODY_BYTES`` (3 MiB);
+* a bot's voice note to ``POST /internal/stt`` — 25 MiB, after its bot token is checked.
 
 A ``Content-Length`` above the limit is answered 413 at once; a body without one (chunked) is
 counted as it arrives and answered 413 as soon as it passes the limit. A body that stops
@@ -29,6 +30,7 @@ from typing import Any
 
 import anyio
 from fastapi import HTTPException
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.datastructures import Headers
@@ -38,6 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from orchestrator.api.deps import SESSION_COOKIE, user_for_token
+from orchestrator.internal.ai_routes import MAX_AUDIO_BYTES
+from orchestrator.internal.routes import current_bot
 from orchestrator.settings import Settings
 
 #: Room for multipart boundaries, part headers and small form fields around an uploaded file.
@@ -71,6 +75,7 @@ class BodyRule:
 
     limit: int
     needs_writer: bool = False
+    needs_bot: bool = False
 
 
 def body_rule(settings: Settings, method: str, path: str) -> BodyRule:
@@ -80,6 +85,8 @@ def body_rule(settings: Settings, method: str, path: str) -> BodyRule:
             return BodyRule(settings.ai_max_import_bytes + MULTIPART_MARGIN, needs_writer=True)
         if _KB_UPLOAD.match(path) or _UI_KB_UPLOAD.match(path):
             return BodyRule(settings.ai_max_upload_bytes + MULTIPART_MARGIN, needs_writer=True)
+        if path.rstrip("/") == "/internal/stt":
+            return BodyRule(MAX_AUDIO_BYTES + MULTIPART_MARGIN, needs_bot=True)
     if path.startswith("/hooks/"):
         return BodyRule(settings.hooks_max_body_bytes)
     return BodyRule(settings.max_body_bytes)
@@ -102,8 +109,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         rule = body_rule(self.settings, scope["method"], scope["path"])
-        if rule.needs_writer:
-            refusal = await self._writer_refusal(scope)
+        if rule.needs_writer or rule.needs_bot:
+            refusal = await self._caller_refusal(scope, bot=rule.needs_bot)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
@@ -119,18 +126,23 @@ class BodyLimitMiddleware:
                 return
         await self._run(scope, receive, send, rule.limit)
 
-    async def _writer_refusal(self, scope: Scope) -> JSONResponse | None:
-        """401/403 unless the request carries an active non-guest user's admin token."""
+    async def _caller_refusal(self, scope: Scope, *, bot: bool) -> JSONResponse | None:
+        """401/403 unless the request carries an active non-guest user's admin token (or, with
+        ``bot``, the calling bot's current internal token)."""
         request = Request(scope)
         auth = request.headers.get("authorization", "")
         scheme, _, bearer = auth.partition(" ")
         token = bearer.strip() if scheme.lower() == "bearer" else ""
-        token = token or request.cookies.get(SESSION_COOKIE, "")
 
         def lookup() -> tuple[str, Any]:
             with Session(self.engine) as session:
                 try:
-                    user = user_for_token(session, self.settings, token)
+                    if bot:
+                        creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+                        current_bot(session, self.settings, creds if token else None)
+                        return "ok", "bot"
+                    cookie = request.cookies.get(SESSION_COOKIE, "")
+                    user = user_for_token(session, self.settings, token or cookie)
                 except HTTPException as exc:
                     return "refused", exc
                 return "ok", user.role

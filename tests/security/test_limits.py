@@ -218,6 +218,13 @@ def test_large_body_routes_want_a_writers_token_before_reading(orch: Orchestrato
         status, data, _ = send_declared(orch, path, 100 * MB, {**multipart, **guest})
         assert status == 403, (path, data[:300])
         assert b"read-only" in data
+    # A bot's voice note (up to 25 MiB) wants that bot's token; an admin's is not one.
+    for headers in ({}, {"Authorization": "Bearer nope"}, orch.headers):
+        status, data, took = send_declared(
+            orch, "/internal/stt", 20 * MB, {**multipart, **headers}
+        )
+        assert status == 401, data[:300]
+        assert took < 5
     # The admin UI's upload, with a guest's session cookie: refused before reading, too.
     cookie = {**multipart, "Cookie": f"flotilla_session={guest['Authorization'][7:]}"}
     status, data, _ = send_declared(orch, "/ui/knowledge/abc/upload", 100 * MB, cookie)
