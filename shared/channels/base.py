@@ -160,7 +160,8 @@ class CustomerRef:
             return NotImplemented
         return self.identities == other.identities and self.profile_name == other.profile_name
 
-    __hash__ = None  # type: ignore[assignment] - mutable, like the dataclass it replaces
+    # Mutable, like the dataclass it replaces: not hashable.
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"CustomerRef({self.identities!r}, profile_name={self.profile_name!r})"

@@ -166,6 +166,7 @@ class BotReader:
         """One customer (if known) and their last ``limit`` messages, oldest first, under
         every address they used."""
         user_id = self.user_id_of(customer_key)
+        args: tuple[Any, ...]
         if user_id is None:
             where, args = "customer = ?", (customer_key,)
         else:
