@@ -1,5 +1,7 @@
 """A bot's own SQLite database: customers, messages, events, inbox, outbox, dead letters.
 
+The outbox's statements (exactly-once sending) live in :mod:`shared.store.outbox`.
+
 One :class:`BotStore` per bot process, used from the event-loop thread only (SQLite calls take
 microseconds in WAL mode with ``synchronous=NORMAL``; keeping one connection on one thread makes
 the bot the database's single writer, as the architecture requires). Multi-statement changes run
@@ -12,8 +14,8 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from shared.channels.base import (
     lookup_order,
 )
 from shared.routing.types import ConversationState
+from shared.store.codec import customer_from_json, customer_to_json, iso, parse_iso, utcnow
+from shared.store.outbox import OutboxRow, OutboxStore, parts_from_json, parts_to_json
 from shared.store.schema import migrate
 
 BUSY_TIMEOUT_MS = 5000
@@ -45,24 +49,22 @@ _UPDATE_STATUS_SQL = (
     "WHEN 'failed' THEN 2 WHEN 'sent' THEN 1 ELSE 0 END) < ?"
 )
 
-
-def iso(dt: datetime) -> str:
-    """Format an aware datetime as fixed-width UTC ISO text (sorts as text)."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime")
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    """Inverse of :func:`iso`; ``None`` stays ``None``."""
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def utcnow() -> datetime:
-    """Return the current aware UTC time."""
-    return datetime.now(UTC)
+__all__ = [
+    "STATUS_RANK",
+    "BotStore",
+    "InboxRow",
+    "OutboxRow",
+    "User",
+    "customer_from_json",
+    "customer_to_json",
+    "inbound_from_json",
+    "inbound_to_json",
+    "iso",
+    "parse_iso",
+    "parts_from_json",
+    "parts_to_json",
+    "utcnow",
+]
 
 
 def inbound_to_json(message: InboundMessage) -> str:
@@ -93,16 +95,6 @@ def inbound_from_json(text: str) -> InboundMessage:
     data = json.loads(text)
     data["customer"] = CustomerRef.from_dict(data["customer"])
     return InboundMessage(**data)
-
-
-def customer_to_json(customer: CustomerRef) -> str:
-    """Serialise a customer reference (outbox ``recipient``)."""
-    return json.dumps(customer.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-
-def customer_from_json(text: str) -> CustomerRef:
-    """Inverse of :func:`customer_to_json` (also reads rows written before identities)."""
-    return CustomerRef.from_dict(json.loads(text))
 
 
 @dataclass(slots=True)
@@ -165,44 +157,7 @@ class InboxRow:
     received_at: datetime
 
 
-@dataclass(slots=True)
-class OutboxRow:
-    """One reply to send (one provider call, possibly several provider messages)."""
-
-    id: int
-    user_id: int | None
-    customer: str
-    recipient: CustomerRef
-    reply: dict[str, Any]
-    reply_to: str | None
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    provider_message_ids: list[str] = field(default_factory=list)
-    last_error: str | None = None
-    error_code: int | None = None
-    source_inbox_id: int | None = None
-    origin: str = "bot"
-    request_id: str | None = None
-    #: parts the provider accepted so far (part index → provider id); see
-    #: :meth:`BotStore.outbox_record_part`.
-    parts_sent: dict[int, str] = field(default_factory=dict)
-
-
-def parts_from_json(text: str | None) -> dict[int, str]:
-    """Decode an outbox ``parts_sent`` column (``{"0": "wamid..."}``) to ``{0: "wamid..."}``."""
-    if not text:
-        return {}
-    data = json.loads(text)
-    return {int(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def parts_to_json(parts: dict[int, str]) -> str:
-    """Inverse of :func:`parts_from_json`."""
-    return json.dumps({str(k): v for k, v in sorted(parts.items())})
-
-
-class BotStore:
+class BotStore(OutboxStore):
     """The per-bot SQLite database.
 
     Args:
@@ -736,403 +691,6 @@ class BotStore:
                 "SELECT COUNT(*) FROM messages WHERE user_id = ? AND direction = 'in' "
                 "AND rate_counted = 1 AND created_at >= ?",
                 (user_id, iso(since)),
-            ).fetchone()[0]
-        )
-
-    # -- outbox -----------------------------------------------------------------------------
-
-    def outbox_add(
-        self,
-        *,
-        customer: CustomerRef,
-        reply: dict[str, Any],
-        user_id: int | None = None,
-        reply_to: str | None = None,
-        source_inbox_id: int | None = None,
-        origin: str = "bot",
-        request_id: str | None = None,
-        now: datetime | None = None,
-    ) -> int:
-        """Queue one reply for sending.
-
-        Args:
-            customer: who to send to (the adapter picks phone or BSUID).
-            reply: the serialised channel-neutral reply (``reply_to_dict``).
-            user_id: the customer's row, when known.
-            reply_to: provider id of the message this one answers (WhatsApp ``context``).
-            source_inbox_id: the inbox row that caused it.
-            origin: ``bot``, ``operator``, ``system``.
-            request_id: for logs.
-            now: creation time (also the first attempt time).
-
-        Returns:
-            The outbox id.
-        """
-        stamp = iso(now or utcnow())
-        cur = self.conn.execute(
-            "INSERT INTO outbox (user_id, customer, recipient, reply, reply_to, next_attempt_at, "
-            "source_inbox_id, origin, request_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                user_id,
-                customer.address(),
-                customer_to_json(customer),
-                json.dumps(reply, ensure_ascii=False),
-                reply_to,
-                stamp,
-                source_inbox_id,
-                origin,
-                request_id,
-                stamp,
-                stamp,
-            ),
-        )
-        return int(cur.lastrowid or 0)
-
-    def _outbox_row(self, row: sqlite3.Row) -> OutboxRow:
-        return OutboxRow(
-            id=row["id"],
-            user_id=row["user_id"],
-            customer=row["customer"],
-            recipient=customer_from_json(row["recipient"]),
-            reply=json.loads(row["reply"]),
-            reply_to=row["reply_to"],
-            state=row["state"],
-            attempts=row["attempts"],
-            next_attempt_at=parse_iso(row["next_attempt_at"]) or utcnow(),
-            provider_message_ids=json.loads(row["provider_message_ids"] or "[]"),
-            last_error=row["last_error"],
-            error_code=row["error_code"],
-            source_inbox_id=row["source_inbox_id"],
-            origin=row["origin"],
-            request_id=row["request_id"],
-            parts_sent=parts_from_json(row["parts_sent"]),
-        )
-
-    def outbox_get(self, outbox_id: int) -> OutboxRow | None:
-        """Return one outbox row."""
-        row = self.conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
-        return self._outbox_row(row) if row else None
-
-    def outbox_all(self) -> list[OutboxRow]:
-        """Return every outbox row, oldest first (tests, admin views)."""
-        rows = self.conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
-        return [self._outbox_row(r) for r in rows]
-
-    def outbox_due(self, *, now: datetime | None = None, limit: int = 32) -> list[OutboxRow]:
-        """Return pending rows that may be sent now: per customer only the oldest open row.
-
-        A customer's replies go out in order: while an earlier row of the same customer waits
-        for a retry, later rows wait too.
-        """
-        rows = self.conn.execute(
-            "SELECT * FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ? "
-            "AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.customer = o.customer "
-            "AND p.id < o.id AND p.state IN ('pending', 'sending')) ORDER BY o.id LIMIT ?",
-            (iso(now or utcnow()), limit),
-        ).fetchall()
-        return [self._outbox_row(r) for r in rows]
-
-    def outbox_next_attempt(self) -> datetime | None:
-        """Return the earliest ``next_attempt_at`` among pending rows."""
-        row = self.conn.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
-        ).fetchone()
-        return parse_iso(row[0]) if row else None
-
-    def outbox_mark_sending(self, outbox_id: int, *, now: datetime | None = None) -> bool:
-        """Claim a pending row for one send attempt (committed before the provider call).
-
-        Returns:
-            False when the row was not pending any more.
-        """
-        cur = self.conn.execute(
-            "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
-            "WHERE id = ? AND state = 'pending'",
-            (iso(now or utcnow()), outbox_id),
-        )
-        return cur.rowcount == 1
-
-    def outbox_mark_sent(
-        self,
-        outbox_id: int,
-        provider_ids: list[str],
-        *,
-        parts: dict[int, str] | None = None,
-        now: datetime | None = None,
-    ) -> None:
-        """Record a successful send and the provider ids it produced.
-
-        Args:
-            outbox_id: the row.
-            provider_ids: every part's provider id, in part order.
-            parts: the same as ``{part index: provider id}`` (defaults to ``provider_ids``
-                numbered from 0).
-            now: completion time.
-        """
-        stamp = iso(now or utcnow())
-        if parts is None:
-            parts = dict(enumerate(provider_ids))
-        self.conn.execute(
-            "UPDATE outbox SET state = 'sent', provider_message_ids = ?, parts_sent = ?, "
-            "parts_total = ?, sent_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
-            (json.dumps(provider_ids), parts_to_json(parts), len(parts), stamp, stamp,
-             outbox_id),
-        )
-
-    def outbox_record_part(
-        self,
-        outbox_id: int,
-        part: int,
-        provider_id: str,
-        *,
-        total: int | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        """Remember that the provider accepted one part of an open (unsent) row.
-
-        Called as soon as the provider answers (the outbox commits each part before it asks for
-        the next) and when a status webhook confirms a part (see :meth:`outbox_confirm_part`).
-        A later attempt passes the recorded parts as ``skip_parts`` and sends only the rest.
-
-        Args:
-            outbox_id: the row.
-            part: the part's index in the rendered reply (0 first).
-            provider_id: the id the provider gave that part.
-            total: how many parts the reply rendered to, when known.
-            now: update time.
-
-        Returns:
-            False when the row is unknown or no longer open (``sent``/``failed``).
-        """
-        cur = self.conn.execute(
-            "UPDATE outbox SET parts_sent = json_set(COALESCE(parts_sent, '{}'), ?, ?), "
-            "parts_total = COALESCE(?, parts_total), updated_at = ? "
-            "WHERE id = ? AND state IN ('pending', 'sending')",
-            (f'$."{int(part)}"', provider_id, total, iso(now or utcnow()), outbox_id),
-        )
-        return cur.rowcount == 1
-
-    def outbox_parts(self, outbox_id: int) -> dict[int, str]:
-        """Return the parts recorded on a row (``{part index: provider id}``)."""
-        row = self.conn.execute(
-            "SELECT parts_sent FROM outbox WHERE id = ?", (outbox_id,)
-        ).fetchone()
-        return parts_from_json(row["parts_sent"]) if row else {}
-
-    def outbox_confirm_part(
-        self,
-        outbox_id: int,
-        part: int,
-        provider_id: str,
-        *,
-        kind: str | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        """Apply a provider's confirmation (a status carrying the row's tag) of one part.
-
-        The part is recorded on the row, its outbound ``messages`` row is added if missing, and
-        a ``pending`` row (typically one held after a crash, see :meth:`outbox_recover`) becomes
-        due now, so the outbox settles it without sending the confirmed part again.
-
-        Args:
-            outbox_id: the row named by the tag.
-            part: the part index named by the tag.
-            provider_id: the provider id the status reports.
-            kind: the message type for the ``messages`` row (default: the reply's type).
-            now: update time.
-
-        Returns:
-            True when the row was open and the part is now recorded; False for an unknown row
-            or one already settled (then the confirmation changes nothing).
-        """
-        moment = now or utcnow()
-        stamp = iso(moment)
-        with self.transaction():
-            row = self.conn.execute(
-                "SELECT customer, user_id, reply, state FROM outbox WHERE id = ?", (outbox_id,)
-            ).fetchone()
-            if row is None or row["state"] not in ("pending", "sending"):
-                return False
-            self.outbox_record_part(outbox_id, part, provider_id, now=moment)
-            if row["state"] == "pending":
-                self.conn.execute(
-                    "UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
-                    (stamp, f"provider confirmed part {part}; settling", outbox_id),
-                )
-            reply = json.loads(row["reply"])
-            self._add_out_message_once(
-                customer=row["customer"],
-                user_id=row["user_id"],
-                kind=kind or str(reply.get("type") or "text"),
-                text=str(reply.get("text") or "") if part == 0 else "",
-                provider_message_id=provider_id,
-                outbox_id=outbox_id,
-                now=moment,
-            )
-        return True
-
-    def _add_out_message_once(
-        self,
-        *,
-        customer: str,
-        user_id: int | None,
-        kind: str,
-        text: str,
-        provider_message_id: str,
-        outbox_id: int,
-        now: datetime,
-    ) -> None:
-        exists = self.conn.execute(
-            "SELECT 1 FROM messages WHERE provider_message_id = ? AND direction = 'out' LIMIT 1",
-            (provider_message_id,),
-        ).fetchone()
-        if exists is None:
-            self.add_message(
-                direction="out",
-                customer=customer,
-                type_=kind,
-                text=text,
-                user_id=user_id,
-                provider_message_id=provider_message_id,
-                status="sent",
-                outbox_id=outbox_id,
-                now=now,
-            )
-
-    def add_sent_parts(
-        self,
-        *,
-        outbox_id: int,
-        customer: str,
-        user_id: int | None,
-        kind: str,
-        text: str,
-        parts: dict[int, str],
-        now: datetime | None = None,
-    ) -> None:
-        """Add the outbound ``messages`` rows of a sent reply, skipping ids already recorded
-        (a status webhook may have added them first); part 0 carries the text. A reply that
-        rendered to nothing still gets one row (without a provider id)."""
-        moment = now or utcnow()
-        if not parts:
-            self.add_message(direction="out", customer=customer, type_=kind, text=text,
-                             user_id=user_id, status="sent", outbox_id=outbox_id, now=moment)
-            return
-        for index in sorted(parts):
-            self._add_out_message_once(
-                customer=customer,
-                user_id=user_id,
-                kind=kind,
-                text=text if index == 0 else "",
-                provider_message_id=parts[index],
-                outbox_id=outbox_id,
-                now=moment,
-            )
-
-    def outbox_retry_later(
-        self, outbox_id: int, *, at: datetime, error: str, error_code: int | None = None
-    ) -> None:
-        """Put a row back to pending for another attempt at ``at``."""
-        self.conn.execute(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ?, "
-            "error_code = ?, updated_at = ? WHERE id = ?",
-            (iso(at), error, error_code, iso(utcnow()), outbox_id),
-        )
-
-    def outbox_mark_failed(
-        self,
-        outbox_id: int,
-        *,
-        error: str,
-        error_code: int | None = None,
-        now: datetime | None = None,
-    ) -> None:
-        """Give up on a row (permanent error or too many attempts)."""
-        self.conn.execute(
-            "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, updated_at = ? "
-            "WHERE id = ?",
-            (error, error_code, iso(now or utcnow()), outbox_id),
-        )
-
-    def outbox_recover(
-        self, *, now: datetime | None = None, hold: timedelta = timedelta(0)
-    ) -> tuple[int, int]:
-        """Settle rows left in ``sending`` by a crash (call once on start, before the webhook
-        listens).
-
-        A row in ``sending`` means the process died between claiming the row and recording the
-        outcome. Each part the provider accepted was recorded (``parts_sent``) as soon as the
-        provider answered, so:
-
-        * every part recorded (or the provider ids already stored) → ``sent``;
-        * otherwise the row goes back to ``pending``, keeping its recorded parts, due at
-          ``now + hold``. The provider may have accepted the part in flight without our knowing:
-          providers offer no idempotency key, but WhatsApp echoes ``biz_opaque_callback_data``
-          and Twilio calls the per-message ``StatusCallback``, both carrying the row's tag
-          (``ob:{id}:{part}``). A status with the tag records the part and makes the row due at
-          once (:meth:`outbox_confirm_part`); the next attempt sends only the parts still
-          missing — nothing, when the provider confirmed them all.
-        * If no confirmation comes within ``hold``, the missing parts are sent again:
-          at-least-once stays the last resort, because marking the row failed would silently
-          lose replies after every crash during a send.
-
-        ``hold`` is per channel (``ChannelSpec.confirm_hold``): 30 s for WhatsApp and SMS by
-        default (``delivery_confirm_hold_s``). **Telegram has no delivery confirmation at all,
-        so its hold is 0**: a Telegram part that was in flight when the process died is sent
-        again at once (a possible double, as before; parts recorded earlier are not resent).
-
-        Args:
-            now: the start time.
-            hold: how long an unconfirmed row waits for the provider's confirmation.
-
-        Returns:
-            ``(resent, settled)``: rows put back to pending, rows marked sent.
-        """
-        moment = now or utcnow()
-        stamp = iso(moment)
-        hold_s = max(0.0, hold.total_seconds())
-        if hold_s > 0:
-            note = (
-                f"interrupted during send; waiting up to {hold_s:g} s for the provider's "
-                "confirmation before resending"
-            )
-        else:
-            note = "interrupted during send; resending (no provider confirmation to wait for)"
-        resent = settled = 0
-        with self.transaction():
-            rows = self.conn.execute(
-                "SELECT * FROM outbox WHERE state = 'sending' ORDER BY id"
-            ).fetchall()
-            for row in rows:
-                parts = parts_from_json(row["parts_sent"])
-                total = row["parts_total"]
-                stored = json.loads(row["provider_message_ids"] or "[]")
-                if stored or (total is not None and parts and len(parts) >= total):
-                    ids = stored or [parts[i] for i in sorted(parts)]
-                    self.outbox_mark_sent(row["id"], ids, parts=parts or None, now=moment)
-                    reply = json.loads(row["reply"])
-                    self.add_sent_parts(
-                        outbox_id=row["id"], customer=row["customer"], user_id=row["user_id"],
-                        kind=str(reply.get("type") or "text"),
-                        text=str(reply.get("text") or ""),
-                        parts=parts or dict(enumerate(ids)), now=moment,
-                    )
-                    settled += 1
-                    continue
-                self.conn.execute(
-                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?, updated_at = ?, "
-                    "last_error = ? WHERE id = ?",
-                    (iso(moment + timedelta(seconds=hold_s)), stamp, note, row["id"]),
-                )
-                resent += 1
-        return resent, settled
-
-    def count_outbox_open(self) -> int:
-        """Return how many rows wait to be sent."""
-        return int(
-            self.conn.execute(
-                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')"
             ).fetchone()[0]
         )
 
