@@ -33,6 +33,9 @@ class ErrorRecorder(logging.Handler):
         self.records.append(record)
 
 
+ADMIN_PASSWORD = "admin-fuzz-password-123"
+
+
 @pytest.fixture
 def app_and_admin(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
     from orchestrator.main import create_app
@@ -40,11 +43,21 @@ def app_and_admin(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
     app = create_app(make_settings(tmp_path, f"sqlite:///{tmp_path / 'orchestrator.db'}"))
     with TestClient(app) as client:
         actors = Actors(client)
-        headers = actors.add("admin", "admin", "admin-fuzz-password-123")
+        headers = actors.add("admin", "admin", ADMIN_PASSWORD)
         actors.add("alice", "user")
         client.post("/admin/whatsapp/instances", headers=headers,
                     json={"name": "Fuzz Bot", "app_secret": "fuzz-app-SECRET-1"})
         yield app, headers
+
+
+def fresh_admin_headers(app: Any, headers: dict[str, str]) -> None:
+    """Sign the admin in again (in place): ``POST /auth/logout`` or a change to the admin's own
+    password revokes the token, and every later case would stop at the 401."""
+    # from an address of its own: the fuzzed sign-ins may have throttled the fuzzer's
+    res = TestClient(app, client=("127.0.0.2", 50000)).post(
+        "/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+    if res.status_code == 200:
+        headers["Authorization"] = f"Bearer {res.json()['access_token']}"
 
 
 def test_no_operation_answers_500(app_and_admin: tuple[Any, dict[str, str]]) -> None:
@@ -59,6 +72,7 @@ def test_no_operation_answers_500(app_and_admin: tuple[Any, dict[str, str]]) -> 
         for result in schema.get_all_operations():
             operation = result.ok()
             operations += 1
+            fresh_admin_headers(app, headers)
 
             @settings(max_examples=EXAMPLES, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))

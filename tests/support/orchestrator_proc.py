@@ -111,7 +111,12 @@ class OrchestratorProcess:
         return {"Authorization": f"Bearer {self._token}"}
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return self.http.request(method, path, headers=self.headers, **kw)
+        res = self.http.request(method, path, headers=self.headers, **kw)
+        if res.status_code == 401:
+            # A test signed the admin out (that revokes every admin token): sign in again.
+            self._token = None
+            res = self.http.request(method, path, headers=self.headers, **kw)
+        return res
 
     def create_bot(self, kind: str = "whatsapp", **fields: Any) -> dict[str, Any]:
         res = self.api("POST", f"/admin/{kind}/instances", json=fields)
