@@ -20,15 +20,8 @@ from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 from yarl import URL
 
-from shared.channels.base import (
-    ChannelAdapter,
-    CustomerRef,
-    PartCallback,
-    Reply,
-    SendError,
-    part_tag,
-    send_parts,
-)
+from shared.botkit.spec import ChannelAdapter, PartCallback, part_tag, send_parts
+from shared.channels.base import CustomerRef, Reply, SendError
 from sms_bot.parse import TAG_PARAM
 from sms_bot.render import render
 

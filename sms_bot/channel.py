@@ -11,10 +11,11 @@ import aiohttp
 from aiohttp import web
 
 from shared.botkit.public import public_url_for
-from shared.botkit.spec import ChannelSpec
-from shared.channels.base import ChannelAdapter, CustomerRef, InboundMessage
+from shared.botkit.spec import Capabilities, ChannelAdapter, ChannelSpec
+from shared.channels.base import CustomerRef, InboundMessage
 from shared.phones import normalize_phone
 from sms_bot.adapter import DEFAULT_BASE_URL, TwilioAdapter
+from sms_bot.render import BODY_MAX
 from sms_bot.webhook import make_routes, validation_enabled
 
 if TYPE_CHECKING:
@@ -26,12 +27,18 @@ logger = logging.getLogger(__name__)
 class SmsChannel(ChannelSpec):
     """Twilio Programmable Messaging: signed form webhooks, the REST API, numbered options.
 
-    SMS has no customer-service window (``customer_service_window`` stays ``None``) and no
-    buttons, so nothing is paginated: every option is listed with its number.
+    SMS has no customer-service window and no buttons, so nothing is paginated: every option is
+    listed with its number. Voice replies are not sent (``voice_notes=False``): the text reply
+    stands alone (see docs/sms.md).
     """
 
     kind = "sms"
-    customer_service_window = None
+    capabilities = Capabilities(
+        voice_notes=False,
+        customer_service_window=None,
+        max_buttons=None,
+        max_text=BODY_MAX,
+    )
     #: Twilio calls each message's ``StatusCallback`` (with its ``?ob=`` tag) when it is sent.
     default_confirm_hold_s = 30.0
 

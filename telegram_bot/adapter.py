@@ -15,14 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from shared.channels.base import (
-    ChannelAdapter,
-    CustomerRef,
-    PartCallback,
-    Reply,
-    SendError,
-    send_parts,
-)
+from shared.botkit.spec import VOICE_MIME, ChannelAdapter, PartCallback, send_parts
+from shared.channels.base import CustomerRef, Reply, SendError
 from telegram_bot.render import ApiCall, RenderError, render
 
 logger = logging.getLogger(__name__)
@@ -69,6 +63,9 @@ class TelegramAdapter(ChannelAdapter):
             ``/telegram``).
         timeout_s: per-request timeout.
     """
+
+    #: :class:`~shared.botkit.spec.SendsVoice`: audio replies go out with ``sendVoice``.
+    voice_formats: tuple[str, ...] = (VOICE_MIME,)
 
     def __init__(
         self,

@@ -11,10 +11,17 @@ import aiohttp
 from aiohttp import web
 
 from shared.botkit.public import public_url_for
-from shared.botkit.spec import ChannelSpec
-from shared.channels.base import ChannelAdapter, CustomerRef, InboundMessage
+from shared.botkit.spec import (
+    AnswersCallbacks,
+    Capabilities,
+    ChannelAdapter,
+    ChannelSpec,
+    SetsWebhook,
+)
+from shared.channels.base import CustomerRef, InboundMessage
 from telegram_bot.adapter import DEFAULT_BASE_URL, TelegramAdapter
 from telegram_bot.parse import CALLBACK_QUERY_ID
+from telegram_bot.render import TEXT_MAX
 from telegram_bot.webhook import make_routes
 
 if TYPE_CHECKING:
@@ -28,12 +35,18 @@ _CHAT_ID_RE = re.compile(r"^-?\d+$")
 class TelegramChannel(ChannelSpec):
     """Telegram Bot API: secret-token webhook, inline keyboards, HTML formatting.
 
-    Telegram has no customer-service window (``customer_service_window`` stays ``None``) and an
-    inline keyboard holds every option, so nothing is paginated.
+    Telegram has no customer-service window and an inline keyboard holds every option (one
+    button per row), so nothing is paginated. Voice replies go out with ``sendVoice``: the
+    OGG/Opus bytes travel in the outbox row, since the Bot API has no upload-only call.
     """
 
     kind = "telegram"
-    customer_service_window = None
+    capabilities = Capabilities(
+        voice_notes=True,
+        customer_service_window=None,
+        max_buttons=100,
+        max_text=TEXT_MAX,
+    )
 
 
     def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:
@@ -80,7 +93,7 @@ class TelegramChannel(ChannelSpec):
         """Answer a button press so the customer's spinner stops."""
         query_id = message.raw.get(CALLBACK_QUERY_ID) if message.raw else None
         adapter = ctx.adapter
-        if query_id and isinstance(adapter, TelegramAdapter):
+        if query_id and isinstance(adapter, AnswersCallbacks):
             await adapter.answer_callback(str(query_id))
 
     async def on_start(self, ctx: BotContext) -> None:
@@ -102,6 +115,6 @@ class TelegramChannel(ChannelSpec):
         if ctx.config.get("telegram_set_webhook", True) is False:
             return
         adapter = ctx.adapter
-        if isinstance(adapter, TelegramAdapter):
+        if isinstance(adapter, SetsWebhook):
             await adapter.set_webhook(url, secret)
             logger.info("Telegram webhook registered", extra={"webhook_url": url})

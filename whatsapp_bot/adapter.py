@@ -15,16 +15,8 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from shared.channels.base import (
-    AudioReply,
-    ChannelAdapter,
-    CustomerRef,
-    PartCallback,
-    Reply,
-    SendError,
-    part_tag,
-    send_parts,
-)
+from shared.botkit.spec import VOICE_MIME, ChannelAdapter, PartCallback, part_tag, send_parts
+from shared.channels.base import AudioReply, CustomerRef, Reply, SendError
 from whatsapp_bot.render import CALLBACK_DATA_MAX, render, template_payload
 
 logger = logging.getLogger(__name__)
@@ -103,6 +95,9 @@ class WhatsAppAdapter(ChannelAdapter):
         access_token: the system-user token.
         timeout_s: per-request timeout.
     """
+
+    #: :class:`~shared.botkit.spec.SendsVoice`: audio replies go out as voice notes.
+    voice_formats: tuple[str, ...] = (VOICE_MIME,)
 
     def __init__(
         self,

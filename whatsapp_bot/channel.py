@@ -11,9 +11,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from shared.botkit.spec import ChannelSpec
-from shared.channels.base import (
+from shared.botkit.spec import (
+    Capabilities,
     ChannelAdapter,
+    ChannelSpec,
+    MarksRead,
+    SendsTemplates,
+)
+from shared.channels.base import (
     CustomerRef,
     InboundMessage,
     Reply,
@@ -37,7 +42,14 @@ class WhatsAppChannel(ChannelSpec):
     """WhatsApp Cloud API: webhook, Graph adapter, 24-hour window, Meta's limits."""
 
     kind = "whatsapp"
-    customer_service_window = timedelta(hours=24)
+    capabilities = Capabilities(
+        voice_notes=True,
+        templates=True,
+        customer_service_window=timedelta(hours=24),
+        max_buttons=render.BUTTONS_MAX,
+        lists=True,
+        max_text=render.TEXT_MAX,
+    )
     #: Meta echoes ``biz_opaque_callback_data`` in status webhooks (usually within seconds).
     default_confirm_hold_s = 30.0
 
@@ -100,8 +112,8 @@ class WhatsAppChannel(ChannelSpec):
                 retryable=False,
             )
         adapter = ctx.adapter
-        if not isinstance(adapter, WhatsAppAdapter):
-            raise SendError("template sending needs the WhatsApp adapter", retryable=False)
+        if not isinstance(adapter, SendsTemplates):
+            raise SendError("this adapter cannot send templates", retryable=False)
         language = str(ctx.config.get("wa_template_language") or "en_US")
         logger.info("24-hour window closed; sending template", extra={"template": name})
         return await adapter.send_template(customer, name, language)
@@ -113,5 +125,5 @@ class WhatsAppChannel(ChannelSpec):
         if message.provider_message_id.startswith("sim."):
             return
         adapter = ctx.adapter
-        if isinstance(adapter, WhatsAppAdapter):
+        if isinstance(adapter, MarksRead):
             await adapter.mark_read(message.provider_message_id)

@@ -14,7 +14,6 @@ import aiohttp
 
 from shared.botkit.outbox import parse_part_tag
 from shared.channels.base import (
-    ChannelAdapter,
     CustomerRef,
     InboundMessage,
     Reply,
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from shared.botkit.inbox import InboxWorker
     from shared.botkit.outbox import OutboxWorker
     from shared.botkit.settings import BotSettings
-    from shared.botkit.spec import ChannelSpec
+    from shared.botkit.spec import ChannelAdapter, ChannelSpec
     from shared.orchestrator_client import OrchestratorClient
 
 logger = logging.getLogger(__name__)

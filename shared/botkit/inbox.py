@@ -40,6 +40,7 @@ from shared.botkit.decide import (
     Rules,
     decide,
 )
+from shared.botkit.spec import VOICE_MIME, DownloadsMedia, SendsVoice, UploadsMedia
 from shared.channels.base import (
     AudioReply,
     CustomerRef,
@@ -401,11 +402,11 @@ class InboxWorker:
             download or transcription failed): the note is answered with the fallback text.
         """
         client = self.ctx.client
-        download = getattr(self.ctx.adapter, "download_media", None)
-        if client is None or download is None or not media_id:
+        adapter = self.ctx.adapter
+        if client is None or not isinstance(adapter, DownloadsMedia) or not media_id:
             return None
         try:
-            audio, mime = await download(media_id)
+            audio, mime = await adapter.download_media(media_id)
         except SendError as exc:
             logger.warning("voice note download failed", extra={"error": str(exc)})
             return None
@@ -416,8 +417,12 @@ class InboxWorker:
     async def speak(self, user: User, replies: list[Reply], *, source_inbox_id: int) -> None:
         """With ``tts_enabled``, follow the text replies with a voice note saying them.
 
-        The OGG/Opus comes from ``/internal/tts`` and is uploaded to the provider first, so
-        the outbox row holds only a media id. Best effort: any failure leaves the text alone.
+        Only on a channel whose :class:`~shared.botkit.spec.Capabilities` has ``voice_notes``
+        and whose adapter :class:`~shared.botkit.spec.SendsVoice` OGG/Opus; elsewhere (SMS)
+        the voice reply is skipped and logged. The OGG/Opus comes from ``/internal/tts``. An
+        adapter that :class:`~shared.botkit.spec.UploadsMedia` (WhatsApp) gets it first, so the
+        outbox row holds only a media id; otherwise (Telegram ``sendVoice``) the outbox row
+        keeps the audio itself. Best effort: any failure leaves the text alone.
         """
         ctx = self.ctx
         if not ctx.config.get("tts_enabled") or ctx.client is None:
@@ -427,26 +432,35 @@ class InboxWorker:
         )
         if not text:
             return
-        upload = getattr(ctx.adapter, "upload_media", None)
-        if upload is None:
-            logger.info("voice reply skipped: this channel cannot upload audio")
+        adapter = ctx.adapter
+        if not ctx.channel.capabilities.voice_notes or not (
+            isinstance(adapter, SendsVoice) and VOICE_MIME in adapter.voice_formats
+        ):
+            logger.info(
+                "voice reply skipped: this channel sends no voice notes; text only",
+                extra={"kind": ctx.channel.kind},
+            )
             return
         audio = await ctx.client.post_tts(text[:TTS_MAX_CHARS])
         if audio is None:
             return
-        try:
-            media_id = str(await upload(audio, "audio/ogg"))
-        except SendError as exc:
-            logger.warning("voice reply upload failed", extra={"error": str(exc)})
-            return
+        reply = AudioReply(audio=audio, mime=VOICE_MIME)
+        if isinstance(adapter, UploadsMedia):
+            try:
+                reply = AudioReply(media_id=await adapter.upload_media(audio, VOICE_MIME))
+            except SendError as exc:
+                logger.warning("voice reply upload failed", extra={"error": str(exc)})
+                return
         ctx.enqueue_reply(
             user.ref(),
-            AudioReply(media_id=media_id),
+            reply,
             user_id=user.id,
             source_inbox_id=source_inbox_id,
         )
         ctx.wake_outbox()
-        logger.info("voice reply queued", extra={"media_id": media_id, "bytes": len(audio)})
+        logger.info(
+            "voice reply queued", extra={"media_id": reply.media_id, "bytes": len(audio)}
+        )
 
 
 # ------------------------------------------------------------------------------ inputs

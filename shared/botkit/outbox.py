@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.channels.base import Reply, SendError, reply_from_dict
+from shared.channels.base import AudioReply, Reply, SendError, reply_from_dict
 from shared.logging import request_id_var
 from shared.store import BotStore, OutboxRow
 
@@ -129,7 +129,7 @@ class PartRecorder:
 
 
 def _reply_text(reply: Reply) -> str:
-    return str(getattr(reply, "text", "") or "")
+    return "" if isinstance(reply, AudioReply) else reply.text
 
 
 class OutboxWorker:

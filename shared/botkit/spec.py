@@ -1,16 +1,28 @@
-"""What a channel package implements so the shared runtime can run it."""
+"""What a channel package implements so the shared runtime can run it: its :class:`ChannelSpec`
+(routes, adapter factory, hooks, :class:`Capabilities`), its :class:`ChannelAdapter` (sending),
+and the optional adapter capabilities as typed protocols.
+
+The runtime never probes an adapter with ``getattr``: an optional ability is a
+``runtime_checkable`` :class:`~typing.Protocol` (:class:`DownloadsMedia`, :class:`UploadsMedia`,
+:class:`SendsVoice`, :class:`SendsTemplates`, :class:`MarksRead`, :class:`AnswersCallbacks`,
+:class:`SetsWebhook`) checked with ``isinstance``, so mypy checks every call's signature. What a
+channel can show (voice notes, templates, buttons, lists, text length, a customer-service window)
+is declared once as the spec's :class:`Capabilities`.
+"""
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 from aiohttp import web
 
-from shared.channels.base import ChannelAdapter, CustomerRef, InboundMessage, Reply, SendError
+from shared.channels.base import CustomerRef, InboundMessage, Reply, SendError
 from shared.store.files import bot_db_filename
 
 if TYPE_CHECKING:
@@ -18,21 +30,236 @@ if TYPE_CHECKING:
 
 _PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
 
+#: The audio format of a voice note everywhere in the fleet (what ``/internal/tts`` returns).
+VOICE_MIME = "audio/ogg"
+
+
+# ------------------------------------------------------------------------------ sending
+
+PartCallback = Callable[[int, str], None]
+"""Called after each accepted part with ``(part index, provider id)``."""
+
+
+@runtime_checkable
+class PartCounter(Protocol):
+    """An ``on_part`` callback that also wants the number of parts before the first is sent
+    (the outbox uses it to record the last part together with the row's completion)."""
+
+    def __call__(self, index: int, provider_id: str, /) -> None:
+        """Record one accepted part."""
+
+    def expect(self, total: int) -> None:
+        """Learn how many parts the reply rendered to."""
+
+
+P = TypeVar("P")
+
+
+def part_tag(tag: str, part: int) -> str:
+    """Return the per-part tag an adapter attaches to a provider message (``{tag}:{part}``)."""
+    return f"{tag}:{part}"
+
+
+async def send_parts(
+    parts: Sequence[P],
+    send_one: Callable[[int, P], Awaitable[str]],
+    *,
+    skip_parts: frozenset[int] = frozenset(),
+    on_part: PartCallback | None = None,
+) -> list[str]:
+    """Send rendered parts in order, skipping those already accepted; the adapters' common loop.
+
+    Args:
+        parts: the rendered provider requests, in sending order.
+        send_one: sends part ``index`` and returns its provider id (raises :class:`SendError`).
+        skip_parts: indexes the provider already accepted (not sent again).
+        on_part: called after each accepted part, before the next one is sent.
+
+    Returns:
+        The provider ids of the parts sent by this call, in order.
+    """
+    if isinstance(on_part, PartCounter):
+        on_part.expect(len(parts))
+    ids: list[str] = []
+    for index, part in enumerate(parts):
+        if index in skip_parts:
+            continue
+        provider_id = await send_one(index, part)
+        ids.append(provider_id)
+        if on_part is not None:
+            on_part(index, provider_id)
+    return ids
+
+
+class ChannelAdapter(ABC):
+    """Sends channel-neutral replies through one provider.
+
+    Implementations render each :data:`Reply` within the provider's limits (one reply may become
+    several provider messages, "parts") and raise :class:`SendError` on failure.
+    """
+
+    @abstractmethod
+    async def send(
+        self,
+        customer: CustomerRef,
+        reply: Reply,
+        *,
+        reply_to: str | None = None,
+        tag: str | None = None,
+        skip_parts: frozenset[int] = frozenset(),
+        on_part: PartCallback | None = None,
+    ) -> list[str]:
+        """Send one reply; return the provider message ids created by this call.
+
+        Args:
+            customer: who to send to.
+            reply: what to send.
+            reply_to: provider id of the message this one answers, when the channel quotes.
+            tag: an opaque id of this reply (the outbox passes ``ob:{outbox id}``); channels
+                that can have the provider echo it back in status reports attach
+                ``{tag}:{part}`` to every part (:func:`part_tag`).
+            skip_parts: indexes of parts the provider already accepted: not sent again.
+            on_part: called with ``(part index, provider id)`` after each accepted part, before
+                the next one is sent (an :class:`PartCounter` is first told the part count).
+
+        Raises:
+            SendError: the provider refused or could not be reached; parts accepted before the
+                failure were already reported to ``on_part``.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold no resources
+        """Release connections."""
+
+
+# ------------------------------------------------------------------------------ capabilities
+
+
+@runtime_checkable
+class DownloadsMedia(Protocol):
+    """An adapter that fetches a customer's media (a voice note for speech-to-text)."""
+
+    async def download_media(self, media_id: str) -> tuple[bytes, str]:
+        """Return ``(bytes, mime)`` of an inbound media id.
+
+        Raises:
+            SendError: the media could not be fetched.
+        """
+        ...
+
+
+@runtime_checkable
+class UploadsMedia(Protocol):
+    """An adapter that uploads media ahead of a send and gets a provider media id back (WhatsApp
+    Graph ``/media``); the outbox row then holds only that id."""
+
+    async def upload_media(self, data: bytes, mime: str, filename: str = "voice.ogg") -> str:
+        """Upload ``data``; return the provider's media id.
+
+        Raises:
+            SendError: the upload failed.
+        """
+        ...
+
+
+@runtime_checkable
+class SendsVoice(Protocol):
+    """An adapter whose :meth:`ChannelAdapter.send` delivers an
+    :class:`~shared.channels.base.AudioReply` as a voice note.
+
+    Attributes:
+        voice_formats: the MIME types it sends as voice notes (``("audio/ogg",)``: OGG/Opus).
+    """
+
+    voice_formats: tuple[str, ...]
+
+
+@runtime_checkable
+class SendsTemplates(Protocol):
+    """An adapter that sends approved message templates (WhatsApp, outside the 24-hour window)."""
+
+    async def send_template(
+        self,
+        customer: CustomerRef,
+        name: str,
+        language: str,
+        params: list[str] | None = None,
+    ) -> list[str]:
+        """Send template ``name`` in ``language``; return the provider message ids."""
+        ...
+
+
+@runtime_checkable
+class MarksRead(Protocol):
+    """An adapter that marks an inbound message as read (WhatsApp blue ticks)."""
+
+    async def mark_read(self, message_id: str) -> bool:
+        """Mark it read; best effort (False on failure)."""
+        ...
+
+
+@runtime_checkable
+class AnswersCallbacks(Protocol):
+    """An adapter that acknowledges a button press (Telegram ``answerCallbackQuery``)."""
+
+    async def answer_callback(self, callback_query_id: str, text: str | None = None) -> bool:
+        """Stop the button's spinner; best effort (False on failure)."""
+        ...
+
+
+@runtime_checkable
+class SetsWebhook(Protocol):
+    """An adapter that registers the bot's webhook with the provider (Telegram ``setWebhook``)."""
+
+    async def set_webhook(self, url: str, secret_token: str) -> None:
+        """Register ``url`` with ``secret_token``.
+
+        Raises:
+            SendError: the provider refused it.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a channel can show and when it may write, declared once on its :class:`ChannelSpec`.
+
+    Attributes:
+        voice_notes: TTS replies go out as voice notes (the adapter is :class:`SendsVoice`);
+            ``False``: voice replies are skipped (logged) and the text reply stands alone.
+        templates: approved templates may be sent outside the customer-service window.
+        customer_service_window: how long after a customer's last message free-form replies
+            are allowed (WhatsApp: 24 h); ``None`` when the channel has no such rule.
+        max_buttons: reply buttons in one message (``None``: no buttons, options as text).
+        lists: single-select list messages.
+        max_text: characters in one text message (longer text is split).
+    """
+
+    voice_notes: bool = False
+    templates: bool = False
+    customer_service_window: timedelta | None = None
+    max_buttons: int | None = None
+    lists: bool = False
+    max_text: int = 4096
+
 
 class ChannelSpec(ABC):
     """One messaging channel (WhatsApp, SMS, Telegram) as the bot runtime sees it.
 
     Attributes:
         kind: ``whatsapp``, ``sms`` or ``telegram``.
-        customer_service_window: how long after a customer's last message free-form replies are
-            allowed (WhatsApp: 24 h); ``None`` when the channel has no such rule.
+        capabilities: what the channel can show and when it may write (:class:`Capabilities`).
         default_confirm_hold_s: how long a reply interrupted by a crash waits for the
             provider's confirmation before it is sent again (0: the provider never confirms).
     """
 
     kind: str = ""
-    customer_service_window: timedelta | None = None
+    capabilities: Capabilities = Capabilities()
     default_confirm_hold_s: float = 0.0
+
+    @property
+    def customer_service_window(self) -> timedelta | None:
+        """``capabilities.customer_service_window`` (``None``: the bot may write at any time)."""
+        return self.capabilities.customer_service_window
 
     def confirm_hold(self, config: dict[str, Any]) -> timedelta:
         """How long a row interrupted mid-send waits for the provider's confirmation

@@ -2,15 +2,16 @@
 
 A channel package (``whatsapp_bot``, ``sms_bot``, ``telegram_bot``) parses provider payloads into
 :class:`InboundMessage` and renders the channel-neutral :data:`Reply` values that routing produces
-into provider requests. Nothing here knows about any provider.
+into provider requests. Nothing here knows about any provider. What a channel implements (its
+spec, its adapter and the adapter's optional capabilities) is in :mod:`shared.botkit.spec`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import base64
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal
 
 InboundKind = Literal[
     "text", "button", "list", "audio", "image", "document", "location", "contacts", "other"
@@ -288,7 +289,12 @@ Reply = TextReply | ButtonsReply | ListReply | AudioReply
 
 
 def reply_to_dict(reply: Reply) -> dict[str, Any]:
-    """Serialize a reply for the outbox (audio bytes are not stored here, only a media id)."""
+    """Serialize a reply for the outbox.
+
+    An audio reply keeps its provider media id; audio bytes are stored (base64, ``audio_b64``)
+    only when there is no media id, for channels that cannot upload media ahead of the send
+    (Telegram ``sendVoice`` takes the file in the sending request).
+    """
     if isinstance(reply, TextReply):
         return {"type": "text", "text": reply.text}
     if isinstance(reply, ButtonsReply):
@@ -313,7 +319,10 @@ def reply_to_dict(reply: Reply) -> dict[str, Any]:
                 for s in reply.sections
             ],
         }
-    return {"type": "audio", "media_id": reply.media_id, "mime": reply.mime}
+    data: dict[str, Any] = {"type": "audio", "media_id": reply.media_id, "mime": reply.mime}
+    if reply.audio and not reply.media_id:
+        data["audio_b64"] = base64.b64encode(reply.audio).decode("ascii")
+    return data
 
 
 def reply_from_dict(data: dict[str, Any]) -> Reply:
@@ -346,7 +355,12 @@ def reply_from_dict(data: dict[str, Any]) -> Reply:
             ],
         )
     if kind == "audio":
-        return AudioReply(media_id=data.get("media_id"), mime=data.get("mime", "audio/ogg"))
+        encoded = data.get("audio_b64")
+        return AudioReply(
+            audio=base64.b64decode(encoded) if encoded else None,
+            media_id=data.get("media_id"),
+            mime=data.get("mime", "audio/ogg"),
+        )
     raise ValueError(f"unknown reply type: {kind!r}")
 
 
@@ -371,98 +385,3 @@ class SendError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.code = code
-
-
-PartCallback = Callable[[int, str], None]
-"""Called after each accepted part with ``(part index, provider id)``."""
-
-
-@runtime_checkable
-class PartCounter(Protocol):
-    """An ``on_part`` callback that also wants the number of parts before the first is sent
-    (the outbox uses it to record the last part together with the row's completion)."""
-
-    def __call__(self, index: int, provider_id: str, /) -> None:
-        """Record one accepted part."""
-
-    def expect(self, total: int) -> None:
-        """Learn how many parts the reply rendered to."""
-
-
-P = TypeVar("P")
-
-
-def part_tag(tag: str, part: int) -> str:
-    """Return the per-part tag an adapter attaches to a provider message (``{tag}:{part}``)."""
-    return f"{tag}:{part}"
-
-
-async def send_parts(
-    parts: Sequence[P],
-    send_one: Callable[[int, P], Awaitable[str]],
-    *,
-    skip_parts: frozenset[int] = frozenset(),
-    on_part: PartCallback | None = None,
-) -> list[str]:
-    """Send rendered parts in order, skipping those already accepted; the adapters' common loop.
-
-    Args:
-        parts: the rendered provider requests, in sending order.
-        send_one: sends part ``index`` and returns its provider id (raises :class:`SendError`).
-        skip_parts: indexes the provider already accepted (not sent again).
-        on_part: called after each accepted part, before the next one is sent.
-
-    Returns:
-        The provider ids of the parts sent by this call, in order.
-    """
-    if isinstance(on_part, PartCounter):
-        on_part.expect(len(parts))
-    ids: list[str] = []
-    for index, part in enumerate(parts):
-        if index in skip_parts:
-            continue
-        provider_id = await send_one(index, part)
-        ids.append(provider_id)
-        if on_part is not None:
-            on_part(index, provider_id)
-    return ids
-
-
-class ChannelAdapter(ABC):
-    """Sends channel-neutral replies through one provider.
-
-    Implementations render each :data:`Reply` within the provider's limits (one reply may become
-    several provider messages, "parts") and raise :class:`SendError` on failure.
-    """
-
-    @abstractmethod
-    async def send(
-        self,
-        customer: CustomerRef,
-        reply: Reply,
-        *,
-        reply_to: str | None = None,
-        tag: str | None = None,
-        skip_parts: frozenset[int] = frozenset(),
-        on_part: PartCallback | None = None,
-    ) -> list[str]:
-        """Send one reply; return the provider message ids created by this call.
-
-        Args:
-            customer: who to send to.
-            reply: what to send.
-            reply_to: provider id of the message this one answers, when the channel quotes.
-            tag: an opaque id of this reply (the outbox passes ``ob:{outbox id}``); channels
-                that can have the provider echo it back in status reports attach
-                ``{tag}:{part}`` to every part (:func:`part_tag`).
-            skip_parts: indexes of parts the provider already accepted: not sent again.
-            on_part: called with ``(part index, provider id)`` after each accepted part, before
-                the next one is sent (an :class:`PartCounter` is first told the part count).
-
-        Raises:
-            SendError: the provider refused or could not be reached; parts accepted before the
-                failure were already reported to ``on_part``.
-        """
-
-    async def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold no resources
-        """Release connections."""

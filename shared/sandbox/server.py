@@ -32,7 +32,7 @@ _PROVIDER_MODULES: tuple[tuple[str, str, ModuleType], ...] = (
     (twilio_api.PREFIX + "/", "twilio", twilio_api),
     (telegram_api.PREFIX + "/", "telegram", telegram_api),
 )
-_TELEGRAM_TOKEN_IN_PATH = re.compile(r"^(/telegram/bot\d+:)[^/]+")
+_TELEGRAM_TOKEN_IN_PATH = re.compile(r"^(/telegram/(?:file/)?bot\d+:)[^/]+")
 
 
 def _provider_of(path: str) -> tuple[str, ModuleType] | None:

@@ -3,10 +3,15 @@
 A bot configured with ``base_url = f"{sandbox_url}/telegram/bot"`` calls
 ``{base_url}{token}/{method}`` with JSON, form-encoded or multipart parameters, or a query string,
 exactly as it would call ``https://api.telegram.org/bot{token}/{method}``.
+
+Files uploaded with ``sendVoice``/``sendPhoto`` (multipart) are kept (bounded, like Graph media):
+``getFile`` returns their ``file_path`` and ``GET /telegram/file/bot{token}/{file_path}`` serves
+the bytes, as Telegram does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -18,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from shared.sandbox.common import BODY_KEY, SEQ_KEY, STATE_KEY, ParsedBody
-from shared.sandbox.state import FaultRule, SandboxState, TelegramBotState
+from shared.sandbox.state import FaultRule, MediaItem, SandboxState, TelegramBotState
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +144,54 @@ def _file_size(body: ParsedBody, params: dict[str, Any], field: str) -> int:
     return 0
 
 
+def _keep_upload(
+    state: SandboxState, body: ParsedBody, field: str, file: dict[str, Any], mime: str
+) -> None:
+    """Keep a multipart upload under its new ``file_id`` (for ``getFile`` and the download)."""
+    upload = body.files.get(field)
+    if upload is None:
+        return
+    state.remember_media(
+        MediaItem(
+            id=str(file["file_id"]),
+            mime_type=mime,
+            filename=upload.filename,
+            data=upload.data,
+            sha256=hashlib.sha256(upload.data).hexdigest(),
+        )
+    )
+
+
+def _file_path(file_id: str) -> str:
+    return f"files/{file_id}"
+
+
+def _get_file(state: SandboxState, params: dict[str, Any]) -> dict[str, Any]:
+    file_id = str(params.get("file_id") or "")
+    item = state.media.get(file_id)
+    if item is None:
+        raise bad_request("invalid file_id")
+    return {
+        "file_id": file_id,
+        "file_unique_id": item.sha256[:16],
+        "file_size": len(item.data),
+        "file_path": _file_path(file_id),
+    }
+
+
+async def download_file(request: web.Request) -> web.Response:
+    """Serve a kept file: ``GET /telegram/file/bot{token}/{file_path}`` (Telegram's file URL)."""
+    if TOKEN_RE.match(request.match_info["token"]) is None:
+        return BotApiError("Unauthorized", error_code=401).response()
+    path = request.match_info["file_path"]
+    prefix = _file_path("")
+    media = request.app[STATE_KEY].media
+    item = media.get(path[len(prefix) :]) if path.startswith(prefix) else None
+    if item is None:
+        return BotApiError("Not Found", error_code=404).response()
+    return web.Response(body=item.data, content_type=item.mime_type)
+
+
 def _text_param(params: dict[str, Any], field: str, limit: int, *, required: bool) -> str | None:
     value = params.get(field)
     if value is None or value == "":
@@ -181,6 +234,7 @@ def _send(
         text = _text_param(params, "caption", CAPTION_MAX, required=False)
         voice = _file("AwACAgIAAxkBAAI", _file_size(body, params, "voice"))
         voice.update({"duration": int(params.get("duration") or 1), "mime_type": "audio/ogg"})
+        _keep_upload(state, body, "voice", voice, "audio/ogg")
         message["voice"] = voice
         kind = "voice"
     else:  # sendPhoto
@@ -190,6 +244,7 @@ def _send(
             {**_file("AgACAgIAAxkBAAI", size // 4), "width": 90, "height": 90},
             {**_file("AgACAgIAAxkBAAI", size), "width": 800, "height": 800},
         ]
+        _keep_upload(state, body, "photo", message["photo"][-1], "image/jpeg")
         kind = "photo"
     if text is not None and kind != "text":
         message["caption"] = text
@@ -197,6 +252,10 @@ def _send(
         message["reply_markup"] = markup
     message["message_id"] = _next_message_id(bot, chat_id)
     logged = {k: v for k, v in params.items() if k not in body.files}
+    for name in ("voice", "photo"):
+        if name in body.files and name in message:
+            sent = message[name] if name == "voice" else message[name][-1]
+            logged[name] = {"file_id": sent["file_id"], "file_size": sent["file_size"]}
     state.add_message(
         request_seq=request[SEQ_KEY],
         provider="telegram",
@@ -297,6 +356,8 @@ def _call(
         }
     if method == "getUpdates":
         return _get_updates(request, token, params)
+    if method == "getFile":
+        return _get_file(state, params)
     raise BotApiError("Not Found", error_code=404)
 
 
@@ -368,3 +429,4 @@ def add_routes(app: web.Application) -> None:
     path = PREFIX + "/bot{token}/{method}"
     app.router.add_get(path, call_method)
     app.router.add_post(path, call_method)
+    app.router.add_get(PREFIX + "/file/bot{token}/{file_path:.+}", download_file)

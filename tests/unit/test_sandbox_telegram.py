@@ -153,6 +153,40 @@ async def test_send_voice_and_photo_accept_multipart_uploads(
     assert all("sandbox_secret" not in r["path"] for r in logged)
 
 
+async def test_a_sent_voice_note_is_recorded_and_downloadable_like_telegram_files(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    audio = b"OggS\x00\x02" + bytes(range(256)) * 3
+    form = aiohttp.FormData()
+    form.add_field("chat_id", "42")
+    form.add_field("voice", audio, filename="voice.ogg", content_type="audio/ogg")
+    async with http.post(f"{sandbox.telegram_url}/bot{TOKEN}/sendVoice", data=form) as resp:
+        sent = (await resp.json())["result"]
+    file_id = sent["voice"]["file_id"]
+
+    async with http.get(f"{sandbox.url}/_sandbox/messages?provider=telegram") as resp:
+        messages = (await resp.json())["messages"]
+    assert [m["type"] for m in messages] == ["voice"]
+    assert messages[0]["payload"]["voice"] == {"file_id": file_id, "file_size": len(audio)}
+
+    status, info, _ = await call(http, sandbox, "getFile", {"file_id": file_id})
+    assert status == 200
+    assert info["result"]["file_size"] == len(audio)
+    file_url = f"{sandbox.telegram_url}/file/bot{TOKEN}/{info['result']['file_path']}"
+    async with http.get(file_url) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "audio/ogg"
+        assert await resp.read() == audio
+
+    status, missing, _ = await call(http, sandbox, "getFile", {"file_id": "nope"})
+    assert (status, missing["description"]) == (400, "Bad Request: invalid file_id")
+    async with http.get(f"{sandbox.telegram_url}/file/bot{TOKEN}/files/nope") as resp:
+        assert resp.status == 404
+    async with http.get(f"{sandbox.url}/_sandbox/requests?provider=telegram") as resp:
+        logged = (await resp.json())["requests"]
+    assert all("sandbox_secret" not in r["path"] for r in logged)
+
+
 async def test_callback_answers_and_edits(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
     answered = await call(http, sandbox, "answerCallbackQuery", {"callback_query_id": "99"})
     assert answered[1] == {"ok": True, "result": True}
