@@ -3,7 +3,8 @@ subprocesses, and a local OpenAI-compatible fake for chat and ``/audio/transcrip
 
 A bot with a knowledge base answers free text from it and, with TTS on, follows its text with a
 voice note uploaded to the Graph API; a voice note is transcribed and answered as ``[voice]``
-text; a ``vllm`` bot retries a 429 and sends its fallback text when the server keeps failing.
+text; a Telegram bot with TTS on sends its voice note with ``sendVoice`` (multipart OGG/Opus);
+a ``vllm`` bot retries a 429 and sends its fallback text when the server keeps failing.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Env:
         self.graph = f"{sandbox_url}/graph/v21.0"
         self.auth = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
         self._phones = iter(range(15550200001, 15550209999))
+        self._kb_id: str | None = None
 
     def bot(self, name: str, **extra: Any) -> dict[str, Any]:
         bot = self.orch.create_bot(name=name, **bot_fields(self.sandbox_url, **extra))
@@ -78,6 +80,20 @@ class Env:
     def db(self, bot_id: str) -> sqlite3.Connection:
         path = self.orch.root / "data" / f"wa_sales_{bot_id}.db"
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def shop_kb(self) -> str:
+        """A knowledge base with :data:`KB_TEXT` (made once per module)."""
+        if self._kb_id is None:
+            kb = self.orch.api("POST", "/admin/knowledge", json={"name": "Shop"})
+            assert kb.status_code == 201, kb.text
+            doc = self.orch.api(
+                "POST",
+                f"/admin/knowledge/{kb.json()['id']}/documents",
+                files={"file": ("shop.txt", KB_TEXT.encode(), "text/plain")},
+            )
+            assert doc.status_code == 201, doc.text
+            self._kb_id = str(kb.json()["id"])
+        return self._kb_id
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +139,7 @@ def voice_payload(c: WaCustomer, media_id: str) -> dict[str, Any]:
 
 
 def test_kb_bot_answers_from_its_base_with_a_voice_note_and_hears_voice(env: Env) -> None:
-    kb = env.orch.api("POST", "/admin/knowledge", json={"name": "Shop"})
-    assert kb.status_code == 201, kb.text
-    kb_id = kb.json()["id"]
-    doc = env.orch.api(
-        "POST",
-        f"/admin/knowledge/{kb_id}/documents",
-        files={"file": ("shop.txt", KB_TEXT.encode(), "text/plain")},
-    )
-    assert doc.status_code == 201, doc.text
+    kb_id = env.shop_kb()
     bot = env.bot("Voice Shop", knowledge_base_ids=[kb_id], tts_enabled=True)
     c = env.customer(bot)
 
@@ -166,6 +174,76 @@ def test_kb_bot_answers_from_its_base_with_a_voice_note_and_hears_voice(env: Env
             "SELECT type, text FROM messages WHERE direction = 'in' ORDER BY id DESC LIMIT 1"
         ).fetchone()
     assert inbound == ("audio", "[voice] When is the shop open on Saturday?")
+
+
+TG_TOKEN = "7000000077:AAH-voice-e2e"
+TG_SECRET = "tg-voice-secret"
+TG_USER = 521234599
+
+
+def test_telegram_bot_answers_with_a_voice_note_through_send_voice(env: Env) -> None:
+    bot = env.orch.create_bot(
+        "telegram",
+        name="Voice Telegram",
+        bot_token=TG_TOKEN,
+        webhook_secret=TG_SECRET,
+        telegram_api_base_url=f"{env.sandbox_url}/telegram",
+        knowledge_base_ids=[env.shop_kb()],
+        tts_enabled=True,
+    )
+    res = env.orch.api("POST", f"/admin/telegram/instances/{bot['id']}/start")
+    assert res.status_code == 200, res.text
+    port = env.orch.wait_state("telegram", bot["id"], "running")["port"]
+    chat = {"id": TG_USER, "first_name": "Vera", "type": "private"}
+    update = {
+        "update_id": 913572001,
+        "message": {
+            "message_id": 5,
+            "from": {"id": TG_USER, "is_bot": False, "first_name": "Vera"},
+            "chat": chat,
+            "date": int(time.time()),
+            "text": "How long is a gift card valid?",
+        },
+    }
+    res = httpx.post(
+        f"http://127.0.0.1:{port}/webhook",
+        json=update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+    )
+    assert res.status_code == 200, res.text
+
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while not any(m["type"] == "voice" for m in got):
+        assert time.monotonic() < deadline, got
+        since = got[-1]["seq"] if got else 0
+        page = httpx.get(
+            f"{env.sandbox_url}/_sandbox/messages",
+            params={"provider": "telegram", "to": str(TG_USER), "wait": "5", "since": since},
+            timeout=10,
+        )
+        got += page.json()["messages"]
+    texts = [m["text"] or "" for m in got if m["type"] == "text"]
+    assert any("two years" in t for t in texts), texts
+    (voice,) = [m for m in got if m["type"] == "voice"]
+    assert got.index(voice) > next(i for i, m in enumerate(got) if m["type"] == "text")
+
+    # the sendVoice call was multipart with the OGG/Opus file in ``voice``
+    calls = httpx.get(
+        f"{env.sandbox_url}/_sandbox/requests", params={"provider": "telegram"}
+    ).json()["requests"]
+    (call,) = [r for r in calls if r["path"].endswith("/sendVoice")]
+    assert call["status"] == 200
+    assert call["form"]["voice"]["size"] == voice["payload"]["voice"]["file_size"]
+
+    # and Telegram's file API gives back a real voice note
+    api = f"{env.sandbox_url}/telegram"
+    file_id = voice["payload"]["voice"]["file_id"]
+    info = httpx.post(f"{api}/bot{TG_TOKEN}/getFile", json={"file_id": file_id}).json()
+    ogg = httpx.get(f"{api}/file/bot{TG_TOKEN}/{info['result']['file_path']}").content
+    sound = sf.info(io.BytesIO(ogg))
+    assert (sound.format, sound.subtype) == ("OGG", "OPUS")
+    assert 1.0 < sound.duration < 15.0, sound.duration
 
 
 def test_vllm_bot_retries_429_and_sends_fallback_when_the_server_fails(env: Env) -> None:
