@@ -295,6 +295,28 @@ def _check_port(
         raise FieldError(["body", "webhook_port"], f"port {port} is taken by bot {other.id!r}")
 
 
+def start_refusal(instance: BotInstance, rules: InstanceRules) -> str | None:
+    """Why a stored bot may not start under today's rules (a row saved before the rules, or
+    edited in the database): its port outside the bot port range, or a provider URL that is
+    neither official nor allowed. ``None`` when it may start."""
+    port = instance.webhook_port
+    if port is not None and not rules.port_in_range(port):
+        low, high = rules.port_range
+        return (
+            f"port {port} is outside the bot port range {low}-{high} "
+            "(FLOTILLA_PORT_RANGE_START/END); choose one inside it or leave it empty"
+        )
+    config = instance.config or {}
+    for key, official in OFFICIAL_PROVIDER_URLS.items():
+        value = config.get(key)
+        if value and not provider_url_allowed(key, str(value), rules.allowed_provider_urls):
+            return (
+                f"{key} must be {official}; other URLs (proxies, a sandbox) need an admin to "
+                "allow them in FLOTILLA_ALLOWED_PROVIDER_URLS"
+            )
+    return None
+
+
 def _check_provider_urls(fields: dict[str, Any], rules: InstanceRules) -> None:
     """Provider base URLs: the official API, or one an admin allowed (no fetches elsewhere)."""
     for key, official in OFFICIAL_PROVIDER_URLS.items():

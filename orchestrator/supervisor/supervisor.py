@@ -406,6 +406,11 @@ class Supervisor:
             raise SupervisorError(404, "bot not found")
         if not instance.enabled:
             raise SupervisorError(409, "bot is disabled; enable it before starting")
+        from orchestrator.crud import InstanceRules, start_refusal
+
+        refusal = start_refusal(instance, InstanceRules.from_settings(self.settings))
+        if refusal:
+            raise SupervisorError(409, refusal)
         port = instance.webhook_port
         if port is None:
             return instance, True
