@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     ai_max_import_bytes: int = 250 * 1024 * 1024
     ai_max_upload_bytes: int = 50 * 1024 * 1024
     ai_tts_engine: str = "piper"
+    ai_max_chunks: int = 50_000
+    ai_max_import_expanded_bytes: int = 512 * 1024 * 1024
+    ai_max_import_entries: int = 10_000
+    ai_pdf_timeout_s: float = 120.0
+    ai_pdf_max_pages: int = 2000
+    ai_max_document_chars: int = 5_000_000
     ai_piper_voice_path: Path | None = None
     ai_piper_voices_dir: Path | None = None
     ai_tts_sample_rate: int = 24000

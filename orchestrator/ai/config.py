@@ -64,6 +64,12 @@ class AISettings(BaseModel):
         piper_voice_path: piper ``.onnx`` voice; ``None`` = bundled en_US joe medium.
         piper_voices_dir: a ``voice`` name resolves to ``{piper_voices_dir}/{voice}.onnx``.
         tts_sample_rate: OGG/Opus output rate (8000, 12000, 16000, 24000 or 48000).
+        max_chunks: chunks one knowledge base may hold (upload, import, rebuild; 413 above).
+        max_import_expanded_bytes: bytes a ZIP import may decompress to, counted while reading.
+        max_import_entries: entries a ZIP import may have.
+        pdf_timeout_s: a PDF is read in a worker process killed after this many seconds.
+        pdf_max_pages: PDFs with more pages are refused.
+        max_document_chars: documents with more extracted text than this are refused.
         xtts_base_url: root of an XTTS HTTP server.
         openvoice_base_url: root of an OpenVoice HTTP server.
         tts_timeout_s: timeout for HTTP TTS engines.
@@ -104,6 +110,12 @@ class AISettings(BaseModel):
     piper_voices_dir: Path | None = None
     tts_sample_rate: int = 24000
     xtts_base_url: str | None = None
+    max_chunks: int = Field(default=50_000, ge=1)
+    max_import_expanded_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_import_entries: int = Field(default=10_000, ge=3)
+    pdf_timeout_s: float = Field(default=120.0, gt=0)
+    pdf_max_pages: int = Field(default=2000, ge=1)
+    max_document_chars: int = Field(default=5_000_000, ge=1000)
     openvoice_base_url: str | None = None
     tts_timeout_s: float = 60.0
     stt_backend: str | None = None

@@ -15,6 +15,7 @@ from orchestrator.ai.llm.local import LocalLlamaBackend
 from orchestrator.ai.llm.router import get_backend, provider_backend, retry_policy
 from orchestrator.ai.rag.embeddings import Embedder, shared_embedder
 from orchestrator.ai.rag.store import KnowledgeBaseStore
+from orchestrator.ai.rag.ingest import ExtractLimits
 from orchestrator.ai.rag.types import SearchResult
 from orchestrator.ai.stt.base import STTBackend, STTError
 from orchestrator.ai.stt.gemini import GeminiSTTBackend
@@ -117,6 +118,14 @@ class AIService:
             max_import_bytes=settings.max_import_bytes,
             max_upload_bytes=settings.max_upload_bytes,
         )
+            max_chunks=settings.max_chunks,
+            max_import_expanded_bytes=settings.max_import_expanded_bytes,
+            max_import_entries=settings.max_import_entries,
+            extract_limits=ExtractLimits(
+                pdf_timeout_s=settings.pdf_timeout_s,
+                pdf_max_pages=settings.pdf_max_pages,
+                max_chars=settings.max_document_chars,
+            ),
         self._backends: dict[str, LLMBackend] = {}
         self._local: LocalLlamaBackend | None = None
         self._tts: dict[str, TTSBackend] = {}

@@ -9,37 +9,57 @@ Layout of ``{root}/{kb_id}/``::
 
 Writers to one base are serialised by an asyncio lock and build a new index beside the
 old one, then swap it in, so searches never wait for or see a half-built index. Every
-CPU-heavy step (parsing, embedding, FAISS) runs in a small dedicated thread pool.
+CPU-heavy step (parsing, embedding, FAISS) runs in a small dedicated thread pool; PDFs are read
+in a separate process with a time limit. :meth:`KnowledgeBaseStore.close` cancels queued work
+and stops running work at its next batch, so shutdown never waits for an index build.
+
+Nothing from an archive or a ``kb.json`` names a file: every path is built by
+:func:`safe_join` from a checked single name and must stay inside the base's folder; imported
+documents get new ids, their content comes only from the archive's ``docs/`` entries, and the
+imported index is checked against the manifest before a byte of it is used (see
+:meth:`KnowledgeBaseStore.import_zip`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
 import logging
+import lzma
 import os
 import re
 import shutil
+import stat
+import struct
 import tempfile
 import threading
 import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.ai.rag.chunking import chunk_text
+from orchestrator.ai.rag.chunking import chunk_document
 from orchestrator.ai.rag.embeddings import Embedder
-from orchestrator.ai.rag.ingest import document_kind, extract_text
+from orchestrator.ai.rag.ingest import (
+    SUPPORTED_KINDS,
+    DocumentLimitError,
+    ExtractLimits,
+    document_kind,
+    extract_text,
+)
+from orchestrator.ai.rag.lexical import LexicalIndex, content_terms, coverage, rrf
 from orchestrator.ai.rag.types import DocumentInfo, KBStatus, SearchResult
 
 logger = logging.getLogger(__name__)
@@ -49,7 +69,22 @@ T = TypeVar("T")
 EXPORT_FORMAT = "flotilla-kb"
 EXPORT_VERSION = 1
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAX_UNCOMPRESSED_FACTOR = 4
+_DOC_KINDS = frozenset({"pdf", "txt", "md", "html", "qa"})
+#: Suffixes a stored document file may have ("" for a name without one, as uploads allow).
+_DOC_SUFFIXES = frozenset({*SUPPORTED_KINDS, "", ".json"})
+_MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+_MAX_CHUNK_LINE_BYTES = 64 * 1024
+_MAX_QA_BYTES = 64 * 1024
+#: An entry larger than this must not expand more than _MAX_RATIO times its compressed size.
+_RATIO_FLOOR_BYTES = 1024 * 1024
+_MAX_RATIO = 100
+_STREAM_BLOCK = 64 * 1024
+#: faiss' IndexFlatIP serialisation: fourcc, d, ntotal, two dummies, is_trained, metric_type,
+#: then the number of floats in the codes and the floats themselves.
+_FLAT_IP_FOURCC = b"IxFI"
+_FLAT_HEADER = struct.Struct("<4siqqqBiQ")
+_METRIC_INNER_PRODUCT = 0
+_EMBED_BATCH = 64
 
 
 class KnowledgeBaseError(Exception):
@@ -70,11 +105,20 @@ class _Chunk:
     text: str
     source: str
     answer: str | None = None
+    #: The headings the chunk sits under ("Prices › Cakes"); searched, never answered.
+    context: str = ""
+
+    @property
+    def searchable(self) -> str:
+        """What is embedded and indexed: the headings, then the text."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"doc_id": self.doc_id, "text": self.text, "source": self.source}
         if self.answer is not None:
             data["answer"] = self.answer
+        if self.context:
+            data["context"] = self.context
         return json.dumps(data, ensure_ascii=False)
 
 
@@ -100,6 +144,176 @@ def _all_vectors(index: Any) -> npt.NDArray[np.float32]:
     return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
 
 
+def safe_join(base: Path, name: str) -> Path:
+    """``base / name`` for a single plain file name, resolved and checked to stay in ``base``.
+
+    Args:
+        base: the folder the result must be directly inside.
+        name: one path component (no separators, no ``..``, not absolute).
+
+    Returns:
+        The resolved path.
+
+    Raises:
+        KnowledgeBaseError: the name is not a plain name or the path leaves ``base`` (400),
+            e.g. through a symbolic link.
+    """
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or len(name) > 255
+    ):
+        raise KnowledgeBaseError(f"unsafe file name {name[:80]!r}", status=400)
+    root = base.resolve()
+    path = (root / name).resolve()
+    if path.parent != root:
+        raise KnowledgeBaseError(f"unsafe file name {name[:80]!r}", status=400)
+    return path
+
+
+def _doc_suffix(kind: str, filename: str) -> str:
+    return ".json" if kind == "qa" else PurePath(filename).suffix.lower()
+
+
+def _clean_filename(value: Any) -> str:
+    name = PurePath(str(value).replace("\\", "/")).name if isinstance(value, str) else ""
+    return name[:255] or "document.txt"
+
+
+def _flat_index_header(head: bytes) -> tuple[int, int]:
+    """``(d, ntotal)`` of a serialised IndexFlatIP, from its first bytes only.
+
+    Raises:
+        KnowledgeBaseError: not an IndexFlatIP over float32 codes (400).
+    """
+    if len(head) < _FLAT_HEADER.size:
+        raise KnowledgeBaseError("index.faiss is truncated", status=400)
+    fourcc, d, ntotal, _, _, _, metric, floats = _FLAT_HEADER.unpack_from(head)
+    if fourcc != _FLAT_IP_FOURCC or metric != _METRIC_INNER_PRODUCT:
+        raise KnowledgeBaseError("index.faiss is not an inner-product flat index", status=400)
+    if d <= 0 or ntotal < 0 or floats != d * ntotal:
+        raise KnowledgeBaseError("index.faiss has an inconsistent header", status=400)
+    return int(d), int(ntotal)
+
+
+def _flat_index_size(d: int, ntotal: int) -> int:
+    return _FLAT_HEADER.size + 4 * d * ntotal
+
+
+def _entry_mode(info: zipfile.ZipInfo) -> int:
+    return (info.external_attr >> 16) & 0o170000
+
+
+def _parse_qa(data: bytes, doc_id: str, *, status: int) -> tuple[str, str]:
+    """``(question, answer)`` of a stored Q/A document."""
+    try:
+        qa = json.loads(data.decode("utf-8")) if len(data) <= _MAX_QA_BYTES else None
+    except (ValueError, RecursionError):
+        qa = None
+    if (
+        not isinstance(qa, dict)
+        or not isinstance(qa.get("question"), str)
+        or not isinstance(qa.get("answer"), str)
+    ):
+        raise KnowledgeBaseError(f"Q&A document {doc_id!r} is damaged", status=status)
+    return qa["question"], qa["answer"]
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@contextlib.contextmanager
+def _archive_errors(what: str) -> Iterator[None]:
+    """Turn what a damaged or crafted archive makes zipfile, zlib or json raise into a 400."""
+    try:
+        yield
+    except KnowledgeBaseError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        lzma.LZMAError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        OSError,
+        ValueError,
+        RecursionError,
+        struct.error,
+    ) as exc:
+        raise KnowledgeBaseError(
+            f"{what}: damaged or unsupported ({type(exc).__name__}: {str(exc)[:200]})",
+            status=400,
+        ) from exc
+
+
+_CHUNK_KEYS = frozenset({"doc_id", "text", "source", "answer", "context"})
+
+
+def _parse_chunk(line: bytes, new_ids: dict[str, str], number: int) -> _Chunk:
+    """One ``chunks.jsonl`` line, its document id mapped to the new one."""
+    try:
+        data = json.loads(line.decode("utf-8"))
+    except (ValueError, RecursionError):
+        data = None
+    if (
+        not isinstance(data, dict)
+        or not set(data) <= _CHUNK_KEYS
+        or not isinstance(data.get("text"), str)
+        or not isinstance(data.get("source", ""), str)
+        or not isinstance(data.get("answer", ""), str | None)
+        or not isinstance(data.get("context", ""), str)
+    ):
+        raise KnowledgeBaseError(f"chunks.jsonl line {number} is not a chunk", status=400)
+    old_id = data.get("doc_id")
+    doc_id = new_ids.get(old_id) if isinstance(old_id, str) else None
+    if doc_id is None:
+        raise KnowledgeBaseError(
+            f"chunks.jsonl line {number} belongs to no document of the manifest", status=400
+        )
+    return _Chunk(
+        doc_id=doc_id,
+        text=data["text"],
+        source=data.get("source", "")[:300],
+        answer=data.get("answer"),
+        context=data.get("context", "")[:1000],
+    )
+
+
+@dataclass(frozen=True)
+class _ImportDoc:
+    """A manifest document being imported: its old and new id and its archive entry."""
+
+    old_id: str
+    new_id: str
+    kind: str
+    filename: str
+    suffix: str
+    added_at: str
+    info: zipfile.ZipInfo
+    cap: int
+
+
+class _Budget:
+    """Bytes an archive may still expand to, counted on what decompression actually yields."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise KnowledgeBaseError(
+                f"archive expands beyond the {self.limit} byte limit", status=413
+            )
+
+
 class KnowledgeBaseStore:
     """Knowledge bases under ``root`` (normally ``{data_dir}/kb``).
 
@@ -109,7 +323,12 @@ class KnowledgeBaseStore:
         chunk_size: characters per chunk.
         chunk_overlap: characters shared by neighbouring chunks.
         max_import_bytes: ZIP imports above this are refused (413).
-        max_upload_bytes: documents above this are refused (413).
+        max_upload_bytes: documents above this are refused (413); also the largest document
+            an import may carry.
+        max_chunks: chunks one base may hold (uploads, imports and rebuilds above: 413).
+        max_import_expanded_bytes: bytes an import may decompress to, counted while reading.
+        max_import_entries: entries a ZIP import may have.
+        extract_limits: time, page and character limits of reading one document.
         workers: threads for parsing, embedding and index builds.
     """
 
@@ -122,6 +341,10 @@ class KnowledgeBaseStore:
         chunk_overlap: int = 120,
         max_import_bytes: int = 250 * 1024 * 1024,
         max_upload_bytes: int = 50 * 1024 * 1024,
+        max_chunks: int = 50_000,
+        max_import_expanded_bytes: int = 512 * 1024 * 1024,
+        max_import_entries: int = 10_000,
+        extract_limits: ExtractLimits | None = None,
         workers: int = 2,
     ) -> None:
         self.root = Path(root)
@@ -130,25 +353,81 @@ class KnowledgeBaseStore:
         self.chunk_overlap = chunk_overlap
         self.max_import_bytes = max_import_bytes
         self.max_upload_bytes = max_upload_bytes
+        self.max_chunks = max_chunks
+        self.max_import_expanded_bytes = max_import_expanded_bytes
+        self.max_import_entries = max_import_entries
+        self.extract_limits = extract_limits or ExtractLimits()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kb")
+        self._cancel = threading.Event()
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = threading.Lock()
         self._write_locks: dict[str, asyncio.Lock] = {}
+        self._lexical: dict[str, tuple[_Loaded, LexicalIndex]] = {}  # BM25 per loaded snapshot
 
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
+        try:
+            future = loop.run_in_executor(self._executor, functools.partial(func, *args, **kwargs))
+        except RuntimeError as exc:  # the executor was shut down
+            raise self._closing_error() from exc
+        return await future
+
+    @staticmethod
+    def _closing_error() -> KnowledgeBaseError:
+        return KnowledgeBaseError(
+            "the orchestrator is shutting down; try again when it is back", status=503
+        )
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise self._closing_error()
 
     def close(self) -> None:
-        """Stop the worker threads (waits for running jobs)."""
-        self._executor.shutdown(wait=True)
+        """Stop background work without waiting for it.
+
+        Queued jobs are cancelled; a running embedding or build stops at its next batch and
+        a running PDF reader process is killed, so a graceful shutdown never waits for an
+        index build. Nothing half-built is saved: a stopped job raises before it writes.
+        """
+        self._cancel.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _dir(self, kb_id: str) -> Path:
         if not _ID_RE.match(kb_id):
-            raise KnowledgeBaseError(f"invalid knowledge base id {kb_id!r}", status=400)
-        return self.root / kb_id
+            raise KnowledgeBaseError(f"invalid knowledge base id {kb_id[:80]!r}", status=400)
+        return safe_join(self.root, kb_id)
+
+    def _docs_dir(self, kb_id: str) -> Path:
+        return safe_join(self._dir(kb_id), "docs")
+
+    def _doc_path(self, kb_id: str, doc: dict[str, Any]) -> Path:
+        """The stored file of a ``kb.json`` document entry, checked (409 when unsafe).
+
+        Entries are written by the store, but a base imported before the import checks
+        existed may name anything (``../../secret.key``): such an entry is never followed.
+        """
+        doc_id, kind, filename = doc.get("id"), doc.get("kind"), doc.get("filename")
+        suffix = _doc_suffix(str(kind), filename) if isinstance(filename, str) else None
+        if (
+            not isinstance(doc_id, str)
+            or not _ID_RE.match(doc_id)
+            or kind not in _DOC_KINDS
+            or suffix not in _DOC_SUFFIXES
+        ):
+            raise KnowledgeBaseError(
+                f"knowledge base {kb_id!r} has an unsafe document entry "
+                f"{str(doc_id)[:80]!r}; delete the base and import or upload its documents again",
+                status=409,
+            )
+        docs_dir = self._docs_dir(kb_id)
+        if (docs_dir / f"{doc_id}{suffix}").is_symlink():
+            raise KnowledgeBaseError(f"document {doc_id!r} is not a regular file", status=409)
+        path = safe_join(docs_dir, f"{doc_id}{suffix}")
+        if path.exists() and not path.is_file():
+            raise KnowledgeBaseError(f"document {doc_id!r} is not a regular file", status=409)
+        return path
 
     def _existing_dir(self, kb_id: str) -> Path:
         path = self._dir(kb_id)
@@ -190,17 +469,17 @@ class KnowledgeBaseStore:
                 return cached
             path = self._existing_dir(kb_id)
             chunks: list[_Chunk] = []
-            chunk_file = path / "chunks.jsonl"
+            chunk_file = safe_join(path, "chunks.jsonl")
             if chunk_file.is_file():
                 for line in chunk_file.read_text().splitlines():
                     if line.strip():
                         chunks.append(_Chunk(**json.loads(line)))
-            index_file = path / "index.faiss"
-            index = (
-                faiss.read_index(str(index_file))
-                if index_file.is_file()
-                else _new_index(self.embedder.dim)
-            )
+            index_file = safe_join(path, "index.faiss")
+            if index_file.is_file():
+                self._check_index_file(kb_id, index_file)
+                index = faiss.read_index(str(index_file))
+            else:
+                index = _new_index(self.embedder.dim)
             if index.ntotal != len(chunks):
                 raise KnowledgeBaseError(
                     f"knowledge base {kb_id!r} is inconsistent ({index.ntotal} vectors, "
@@ -211,12 +490,33 @@ class KnowledgeBaseStore:
             self._loaded[kb_id] = loaded
             return loaded
 
+    @staticmethod
+    def _check_index_file(kb_id: str, index_file: Path) -> None:
+        """Refuse an index file whose header disagrees with its size (never allocate for it)."""
+        with index_file.open("rb") as fh:
+            head = fh.read(_FLAT_HEADER.size)
+        try:
+            d, ntotal = _flat_index_header(head)
+        except KnowledgeBaseError as exc:
+            raise KnowledgeBaseError(
+                f"knowledge base {kb_id!r}: {exc}; rebuild it", status=409
+            ) from exc
+        if index_file.stat().st_size != _flat_index_size(d, ntotal):
+            raise KnowledgeBaseError(
+                f"knowledge base {kb_id!r}: index.faiss does not match its header; rebuild it",
+                status=409,
+            )
+
     def _save(self, kb_id: str, loaded: _Loaded, meta: dict[str, Any]) -> None:
+        self._check_cancel()
         path = self._dir(kb_id)
         self._write_atomic(
-            path / "chunks.jsonl", "".join(c.to_json() + "\n" for c in loaded.chunks).encode()
+            safe_join(path, "chunks.jsonl"),
+            "".join(c.to_json() + "\n" for c in loaded.chunks).encode(),
         )
-        self._write_atomic(path / "index.faiss", bytes(faiss.serialize_index(loaded.index)))
+        self._write_atomic(
+            safe_join(path, "index.faiss"), bytes(faiss.serialize_index(loaded.index))
+        )
         meta["embedding_model"] = self.embedder.model_name
         meta["built_at"] = _now()
         self._write_meta(kb_id, meta)
@@ -228,7 +528,7 @@ class KnowledgeBaseStore:
         return KBStatus(
             id=kb_id,
             name=meta["name"],
-            documents=[DocumentInfo(**d) for d in meta["documents"]],
+            documents=[DocumentInfo.from_dict(d) for d in meta.get("documents") or []],
             chunks=len(loaded.chunks),
             vectors=int(loaded.index.ntotal),
             embedding_model=meta.get("embedding_model") or self.embedder.model_name,
@@ -237,13 +537,39 @@ class KnowledgeBaseStore:
         )
 
     def _embed_chunks(self, chunks: Sequence[_Chunk]) -> npt.NDArray[np.float32]:
-        return self.embedder.encode([c.text for c in chunks])
+        """Embed in batches, checking between batches whether the store is closing."""
+        parts = []
+        for start in range(0, len(chunks), _EMBED_BATCH):
+            self._check_cancel()
+            parts.append(self.embedder.encode(
+                    [c.searchable for c in chunks[start : start + _EMBED_BATCH]]
+                ))
+        self._check_cancel()
+        if not parts:
+            return self.embedder.encode([])
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
     def _chunks_for(self, doc_id: str, filename: str, text: str) -> list[_Chunk]:
         return [
-            _Chunk(doc_id=doc_id, text=t, source=filename)
-            for t in chunk_text(text, size=self.chunk_size, overlap=self.chunk_overlap)
+            _Chunk(doc_id=doc_id, text=p.text, source=filename, context=p.context)
+            for p in chunk_document(text, size=self.chunk_size, overlap=self.chunk_overlap)
         ]
+
+    def _extract(self, filename: str, data: bytes) -> tuple[str, str]:
+        try:
+            return extract_text(filename, data, self.extract_limits, cancel=self._cancel)
+        except DocumentLimitError as exc:
+            raise KnowledgeBaseError(
+                f"{filename}: {exc}; nothing was added", status=exc.status
+            ) from exc
+
+    def _check_chunk_count(self, count: int) -> None:
+        if count > self.max_chunks:
+            raise KnowledgeBaseError(
+                f"the knowledge base would hold {count} chunks, above the {self.max_chunks} "
+                "chunk limit; split it into several bases",
+                status=413,
+            )
 
     # -- bases ------------------------------------------------------------------------------
 
@@ -264,7 +590,7 @@ class KnowledgeBaseStore:
         path = self._dir(kb_id)
         if (path / "kb.json").exists():
             raise KnowledgeBaseError(f"knowledge base {kb_id!r} already exists", status=409)
-        (path / "docs").mkdir(parents=True, exist_ok=True)
+        safe_join(path, "docs").mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {
             "id": kb_id,
             "name": name,
@@ -323,16 +649,20 @@ class KnowledgeBaseStore:
         kind: str,
     ) -> DocumentInfo:
         if chunks is None:
-            kind, text = extract_text(filename, data)
+            kind, text = self._extract(filename, data)
             chunks = self._chunks_for(doc_id, filename, text)
             if not chunks:
                 raise KnowledgeBaseError(f"{filename}: no text found", status=422)
-        vectors = self._embed_chunks(chunks)
         old = self._load(kb_id)
+        self._check_chunk_count(len(old.chunks) + len(chunks))
+        vectors = self._embed_chunks(chunks)
         index = faiss.clone_index(old.index) if old.index.ntotal else _new_index(vectors.shape[1])
         index.add(vectors)
-        suffix = PurePath(filename).suffix.lower() if kind != "qa" else ".json"
-        self._write_atomic(self._dir(kb_id) / "docs" / f"{doc_id}{suffix}", data)
+        suffix = _doc_suffix(kind, filename)
+        if suffix not in _DOC_SUFFIXES:
+            raise KnowledgeBaseError(f"{filename}: unsupported file name", status=415)
+        self._check_cancel()
+        self._write_atomic(safe_join(self._docs_dir(kb_id), f"{doc_id}{suffix}"), data)
         info = DocumentInfo(
             id=doc_id,
             filename=filename,
@@ -403,6 +733,8 @@ class KnowledgeBaseStore:
             return await self._run(self._add_sync, kb_id, doc_id, "Q&A", data, [chunk], "qa")
 
     def _delete_document_sync(self, kb_id: str, doc_id: str) -> None:
+        if not _ID_RE.match(doc_id):
+            raise KnowledgeBaseError(f"document {doc_id[:80]!r} not found", status=404)
         meta = self._read_meta(kb_id)
         docs = [d for d in meta["documents"] if d["id"] != doc_id]
         if len(docs) == len(meta["documents"]):
@@ -415,8 +747,9 @@ class KnowledgeBaseStore:
             index.add(vectors)
         meta["documents"] = docs
         self._save(kb_id, _Loaded(index=index, chunks=tuple(old.chunks[i] for i in keep)), meta)
-        for path in (self._dir(kb_id) / "docs").glob(f"{doc_id}.*"):
-            path.unlink()
+        docs_dir = self._docs_dir(kb_id)
+        for suffix in sorted(_DOC_SUFFIXES):
+            safe_join(docs_dir, f"{doc_id}{suffix}").unlink(missing_ok=True)
 
     async def delete_document(self, kb_id: str, doc_id: str) -> None:
         """Remove a document and its vectors (no re-embedding needed).
@@ -431,27 +764,35 @@ class KnowledgeBaseStore:
 
     def _rebuild_sync(self, kb_id: str) -> None:
         meta = self._read_meta(kb_id)
-        docs_dir = self._dir(kb_id) / "docs"
+        documents = meta.get("documents")
+        if not isinstance(documents, list) or not all(isinstance(d, dict) for d in documents):
+            raise KnowledgeBaseError(f"knowledge base {kb_id!r} has a damaged kb.json", status=409)
+        # Check every entry before reading any file: a hostile entry reads nothing.
+        paths = [self._doc_path(kb_id, doc) for doc in documents]
         chunks: list[_Chunk] = []
-        for doc in meta["documents"]:
+        for doc, path in zip(documents, paths, strict=True):
+            self._check_cancel()
+            if not path.is_file():
+                raise KnowledgeBaseError(
+                    f"document {doc['id']!r} has no stored file; delete it", status=409
+                )
+            data = path.read_bytes()
             if doc["kind"] == "qa":
-                qa = json.loads((docs_dir / f"{doc['id']}.json").read_text())
+                question, answer = _parse_qa(data, doc["id"], status=409)
                 doc_chunks = [
                     _Chunk(
                         doc_id=doc["id"],
                         source="Q&A",
-                        answer=qa["answer"],
-                        text=f"Q: {qa['question']}\nA: {qa['answer']}",
+                        answer=answer,
+                        text=f"Q: {question}\nA: {answer}",
                     )
                 ]
             else:
-                data = (
-                    docs_dir / f"{doc['id']}{PurePath(doc['filename']).suffix.lower()}"
-                ).read_bytes()
-                _, text = extract_text(doc["filename"], data)
+                _, text = self._extract(doc["filename"], data)
                 doc_chunks = self._chunks_for(doc["id"], doc["filename"], text)
             doc["chunks"] = len(doc_chunks)
             chunks.extend(doc_chunks)
+            self._check_chunk_count(len(chunks))
         vectors = self._embed_chunks(chunks)
         index = _new_index(self.embedder.dim)
         if len(chunks):
@@ -473,31 +814,77 @@ class KnowledgeBaseStore:
 
     # -- search -----------------------------------------------------------------------------
 
+    def _lexical_index(self, kb_id: str, loaded: _Loaded) -> LexicalIndex:
+        cached = self._lexical.get(kb_id)
+        if cached is not None and cached[0] is loaded:
+            return cached[1]
+        index = LexicalIndex([c.searchable for c in loaded.chunks])
+        self._lexical[kb_id] = (loaded, index)
+        return index
+
     def _search_sync(self, kb_ids: Sequence[str], query: str, k: int) -> list[SearchResult]:
+        """Hybrid search: embedding and BM25 rankings fused by reciprocal rank fusion."""
         vector = self.embedder.encode([query])
         faiss.omp_set_num_threads(1)  # one thread is faster for small batches (issue 5)
-        results: list[SearchResult] = []
+        terms = content_terms(query)
+        pool = max(4 * k, 20)
+        # Every candidate from either ranking, keyed by (kb_id, row).
+        cosine: dict[tuple[str, int], float] = {}
+        lexical: dict[tuple[str, int], float] = {}
+        idfs: dict[str, dict[str, float]] = {}
         for kb_id in kb_ids:
             loaded = self._load(kb_id)
-            if loaded.index.ntotal == 0:
+            n = loaded.index.ntotal
+            if n == 0:
                 continue
-            scores, ids = loaded.index.search(vector, min(k, loaded.index.ntotal))
+            scores, ids = loaded.index.search(vector, min(pool, n))
             for score, idx in zip(scores[0], ids[0], strict=True):
-                if idx < 0:
-                    continue
-                chunk = loaded.chunks[idx]
-                results.append(
-                    SearchResult(
-                        text=chunk.text,
-                        score=float(score),
-                        source=chunk.source,
-                        kb_id=kb_id,
-                        doc_id=chunk.doc_id,
-                        answer=chunk.answer,
-                    )
+                if idx >= 0:
+                    cosine[(kb_id, int(idx))] = float(score)
+            lex = self._lexical_index(kb_id, loaded)
+            idfs[kb_id] = lex.idf
+            bm25 = lex.scores(query)
+            for idx in np.argsort(-bm25)[:pool]:
+                if bm25[idx] > 0:
+                    lexical[(kb_id, int(idx))] = float(bm25[idx])
+        keys = list(dict.fromkeys([*cosine, *lexical]))
+        missing: dict[str, list[int]] = {}
+        for kb_id, idx in keys:
+            if (kb_id, idx) not in cosine:
+                missing.setdefault(kb_id, []).append(idx)
+        for kb_id, rows in missing.items():  # lexical-only hits still get their cosine
+            vectors = np.asarray(
+                [self._load(kb_id).index.reconstruct(i) for i in rows], dtype=np.float32
+            )
+            for idx, score in zip(rows, vectors @ vector[0], strict=True):
+                cosine[(kb_id, idx)] = float(score)
+        fused = rrf(
+            [
+                sorted(range(len(keys)), key=lambda i: -cosine[keys[i]]),
+                sorted(
+                    (i for i in range(len(keys)) if keys[i] in lexical),
+                    key=lambda i: -lexical[keys[i]],
+                ),
+            ]
+        )
+        order = sorted(range(len(keys)), key=lambda i: -fused.get(i, 0.0))[:k]
+        results: list[SearchResult] = []
+        for i in order:
+            kb_id, idx = keys[i]
+            chunk = self._load(kb_id).chunks[idx]
+            results.append(
+                SearchResult(
+                    text=chunk.text,
+                    score=cosine[keys[i]],
+                    source=chunk.source,
+                    kb_id=kb_id,
+                    doc_id=chunk.doc_id,
+                    answer=chunk.answer,
+                    context=chunk.context,
+                    lexical=round(coverage(terms, chunk.searchable, idfs[kb_id]), 4),
                 )
-        results.sort(key=lambda r: r.score, reverse=True)
-        return results[:k]
+            )
+        return results
 
     async def search(self, kb_id: str, query: str, k: int = 5) -> list[SearchResult]:
         """Best ``k`` passages of one base for ``query``.
@@ -518,7 +905,10 @@ class KnowledgeBaseStore:
             k: number of results, best first.
 
         Returns:
-            Results sorted by descending score.
+            Results best first: the embedding ranking (cosine ``score``) and the BM25 ranking
+            of the same query fused by reciprocal rank fusion, so a passage that shares the
+            question's rare words ranks high even when the embedding model misses it (names,
+            prices, other languages). ``lexical`` says how much of the question it covers.
 
         Raises:
             KnowledgeBaseError: an unknown base (404).
@@ -532,8 +922,10 @@ class KnowledgeBaseStore:
 
     def _export_sync(self, kb_id: str) -> bytes:
         meta = self._read_meta(kb_id)
-        path = self._dir(kb_id)
         loaded = self._load(kb_id)
+        documents = meta.get("documents") or []
+        # Only checked entries name files (a hostile kb.json entry is a 409, never read).
+        paths = [self._doc_path(kb_id, d) for d in documents if isinstance(d, dict)]
         manifest = {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
@@ -545,15 +937,16 @@ class KnowledgeBaseStore:
             "vectors": int(loaded.index.ntotal),
             "chunk_size": self.chunk_size,
             "chunk_overlap": self.chunk_overlap,
-            "documents": meta["documents"],
+            "documents": documents,
         }
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
             zf.writestr("chunks.jsonl", "".join(c.to_json() + "\n" for c in loaded.chunks))
             zf.writestr("index.faiss", bytes(faiss.serialize_index(loaded.index)))
-            for doc_file in sorted((path / "docs").iterdir()):
-                zf.write(doc_file, f"docs/{doc_file.name}")
+            for doc_file in paths:
+                if doc_file.is_file():
+                    zf.write(doc_file, f"docs/{doc_file.name}")
         return buf.getvalue()
 
     async def export_zip(self, kb_id: str) -> bytes:
@@ -567,73 +960,292 @@ class KnowledgeBaseStore:
         async with self._lock(kb_id):
             return await self._run(self._export_sync, kb_id)
 
-    def _import_sync(self, data: bytes, kb_id: str, name: str | None) -> None:
+    # An import reads an attacker's archive: every entry it uses is looked up by an exact name
+    # the store builds, must be a plain file, and is decompressed in blocks against limits on
+    # what decompression actually yields (declared sizes are only used to refuse early).
+
+    def _entry(
+        self, entries: dict[str, zipfile.ZipInfo], name: str, cap: int, budget: _Budget
+    ) -> zipfile.ZipInfo:
+        info = entries.get(name)
+        if info is None:
+            raise KnowledgeBaseError(f"{name[:120]} is missing from the archive", status=400)
+        mode = _entry_mode(info)
+        if info.is_dir() or (mode and not stat.S_ISREG(mode)):
+            raise KnowledgeBaseError(f"{name[:120]} is not a regular file", status=400)
+        if info.flag_bits & 0x1:
+            raise KnowledgeBaseError(f"{name[:120]} is encrypted", status=400)
+        if info.file_size > cap or info.file_size > budget.left:
+            raise KnowledgeBaseError(
+                f"{name[:120]} expands to {info.file_size} bytes, above the limit", status=413
+            )
+        if info.file_size > _RATIO_FLOOR_BYTES and info.file_size > _MAX_RATIO * max(
+            info.compress_size, 1
+        ):
+            raise KnowledgeBaseError(
+                f"{name[:120]} expands more than {_MAX_RATIO} times (a decompression bomb?)",
+                status=413,
+            )
+        return info
+
+    @staticmethod
+    def _blocks(
+        zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, budget: _Budget
+    ) -> Iterator[bytes]:
+        """The entry's bytes in blocks, counting what is actually decompressed."""
+        total = 0
+        with _archive_errors(info.filename), zf.open(info) as fh:
+            while block := fh.read(_STREAM_BLOCK):
+                total += len(block)
+                if total > cap:
+                    raise KnowledgeBaseError(
+                        f"{info.filename[:120]} expands beyond its {cap} byte limit", status=413
+                    )
+                budget.take(len(block))
+                yield block
+
+    def _read_manifest(
+        self, zf: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], budget: _Budget
+    ) -> dict[str, Any]:
+        info = self._entry(entries, "manifest.json", _MAX_MANIFEST_BYTES, budget)
+        raw = b"".join(self._blocks(zf, info, _MAX_MANIFEST_BYTES, budget))
+        with _archive_errors("manifest.json"):
+            manifest = json.loads(raw.decode("utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+            raise KnowledgeBaseError("not a Flotilla knowledge-base export", status=400)
+        version = manifest.get("version", EXPORT_VERSION)
+        if not _is_int(version) or version < 1:
+            raise KnowledgeBaseError("manifest.json: bad version", status=400)
+        if version > EXPORT_VERSION:
+            raise KnowledgeBaseError("export made by a newer version", status=400)
+        count = manifest.get("chunks")
+        if not _is_int(count) or count < 0:
+            raise KnowledgeBaseError("manifest.json: chunks must be a count", status=400)
+        self._check_chunk_count(count)
+        documents = manifest.get("documents", [])
+        if not isinstance(documents, list) or len(documents) > self.max_import_entries:
+            raise KnowledgeBaseError("manifest.json: bad documents list", status=400)
+        return manifest
+
+    def _plan_documents(
+        self, manifest: dict[str, Any], entries: dict[str, zipfile.ZipInfo], budget: _Budget
+    ) -> list[_ImportDoc]:
+        """The manifest's documents, each with a new id and its checked archive entry."""
+        planned: list[_ImportDoc] = []
+        seen: set[str] = set()
+        for doc in manifest.get("documents", []):
+            old_id = doc.get("id") if isinstance(doc, dict) else None
+            if not isinstance(old_id, str) or not _ID_RE.match(old_id) or old_id in seen:
+                raise KnowledgeBaseError(
+                    f"manifest.json: document id {str(old_id)[:80]!r} is not valid", status=400
+                )
+            seen.add(old_id)
+            kind = doc.get("kind")
+            filename = _clean_filename(doc.get("filename"))
+            suffix = _doc_suffix(str(kind), filename)
+            if kind not in _DOC_KINDS or suffix not in _DOC_SUFFIXES:
+                raise KnowledgeBaseError(
+                    f"manifest.json: document {old_id!r} has an unsupported kind or name",
+                    status=400,
+                )
+            cap = _MAX_QA_BYTES if kind == "qa" else self.max_upload_bytes
+            info = self._entry(entries, f"docs/{old_id}{suffix}", cap, budget)
+            added_at = doc.get("added_at")
+            planned.append(
+                _ImportDoc(
+                    old_id=old_id,
+                    new_id=uuid.uuid4().hex[:12],
+                    kind=str(kind),
+                    filename="Q&A" if kind == "qa" else filename,
+                    suffix=suffix,
+                    added_at=added_at[:40] if isinstance(added_at, str) else _now(),
+                    info=info,
+                    cap=cap,
+                )
+            )
+        return planned
+
+    def _read_chunks(
+        self,
+        zf: zipfile.ZipFile,
+        entries: dict[str, zipfile.ZipInfo],
+        budget: _Budget,
+        new_ids: dict[str, str],
+        expected: int,
+    ) -> tuple[_Chunk, ...]:
+        cap = budget.left
+        info = self._entry(entries, "chunks.jsonl", cap, budget)
+        chunks: list[_Chunk] = []
+        total = 0
+        with _archive_errors("chunks.jsonl"), zf.open(info) as fh:
+            while line := fh.readline(_MAX_CHUNK_LINE_BYTES + 1):
+                total += len(line)
+                budget.take(len(line))
+                if len(line) > _MAX_CHUNK_LINE_BYTES:
+                    raise KnowledgeBaseError(
+                        f"chunks.jsonl: a line is longer than {_MAX_CHUNK_LINE_BYTES} bytes",
+                        status=400,
+                    )
+                if not line.strip():
+                    continue
+                if len(chunks) >= expected:
+                    raise KnowledgeBaseError(
+                        "chunks.jsonl holds more chunks than manifest.json says", status=400
+                    )
+                chunks.append(_parse_chunk(line, new_ids, len(chunks) + 1))
+        if len(chunks) != expected:
+            raise KnowledgeBaseError(
+                f"chunks.jsonl holds {len(chunks)} chunks, manifest.json says {expected}",
+                status=400,
+            )
+        return tuple(chunks)
+
+    def _read_index(
+        self,
+        zf: zipfile.ZipFile,
+        entries: dict[str, zipfile.ZipInfo],
+        budget: _Budget,
+        manifest: dict[str, Any],
+        count: int,
+    ) -> Any:
+        """The archive's vectors as a new index, after checking every number first.
+
+        The header must describe exactly ``count`` vectors of the embedder's dimension, as the
+        manifest says, and the entry must be exactly that long, before anything is allocated;
+        faiss never parses the archive's bytes (the vectors are copied into a new index).
+        """
+        dim, vectors = manifest.get("dim"), manifest.get("vectors")
+        if dim != self.embedder.dim or vectors != count:
+            raise KnowledgeBaseError(
+                f"manifest.json: {vectors!r} vectors of dimension {dim!r} do not match "
+                f"{count} chunks of dimension {self.embedder.dim}",
+                status=400,
+            )
+        size = _flat_index_size(self.embedder.dim, count)
+        info = self._entry(entries, "index.faiss", size, budget)
+        if info.file_size != size:
+            raise KnowledgeBaseError(
+                f"index.faiss is {info.file_size} bytes; {count} vectors of dimension "
+                f"{self.embedder.dim} take {size}",
+                status=400,
+            )
+        raw = b"".join(self._blocks(zf, info, size, budget))
+        if len(raw) != size or _flat_index_header(raw) != (self.embedder.dim, count):
+            raise KnowledgeBaseError("index.faiss does not match manifest.json", status=400)
+        matrix = np.frombuffer(raw, dtype="<f4", offset=_FLAT_HEADER.size)
+        matrix = np.ascontiguousarray(matrix.reshape(count, self.embedder.dim), dtype=np.float32)
+        if not np.isfinite(matrix).all():
+            raise KnowledgeBaseError("index.faiss holds vectors that are not numbers", status=400)
+        index = _new_index(self.embedder.dim)
+        if count:
+            index.add(matrix)
+        return index
+
+    def _copy_document(
+        self, zf: zipfile.ZipFile, doc: _ImportDoc, docs_dir: Path, budget: _Budget
+    ) -> int:
+        target = safe_join(docs_dir, f"{doc.new_id}{doc.suffix}")
+        if doc.kind == "qa":
+            data = b"".join(self._blocks(zf, doc.info, doc.cap, budget))
+            _parse_qa(data, doc.old_id, status=400)
+            self._write_atomic(target, data)
+            return len(data)
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=docs_dir, prefix=f".{target.name}.")
         try:
+            with os.fdopen(fd, "wb") as fh:
+                for block in self._blocks(zf, doc.info, doc.cap, budget):
+                    self._check_cancel()
+                    fh.write(block)
+                    size += len(block)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
+
+    def _import_sync(self, data: bytes, kb_id: str, name: str | None) -> None:
+        path = self._dir(kb_id)
+        try:
+            self._import_archive(data, kb_id, path, name)
+        except BaseException:
+            self._loaded.pop(kb_id, None)
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def _import_archive(self, data: bytes, kb_id: str, path: Path, name: str | None) -> None:
+        with _archive_errors("the archive"):
             zf = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile as exc:
-            raise KnowledgeBaseError(f"not a ZIP file: {exc}", status=400) from exc
         with zf:
             infos = zf.infolist()
-            if sum(i.file_size for i in infos) > self.max_import_bytes * _MAX_UNCOMPRESSED_FACTOR:
-                raise KnowledgeBaseError("archive expands beyond the size limit", status=413)
-            names = {i.filename for i in infos}
-            if "manifest.json" not in names or "chunks.jsonl" not in names:
-                raise KnowledgeBaseError("manifest.json or chunks.jsonl missing", status=400)
-            manifest = json.loads(zf.read("manifest.json"))
-            if manifest.get("format") != EXPORT_FORMAT:
-                raise KnowledgeBaseError("not a Flotilla knowledge-base export", status=400)
-            if int(manifest.get("version", 0)) > EXPORT_VERSION:
-                raise KnowledgeBaseError("export made by a newer version", status=400)
-            chunks = tuple(
-                _Chunk(**json.loads(line))
-                for line in zf.read("chunks.jsonl").decode().splitlines()
-                if line.strip()
-            )
+            if len(infos) > self.max_import_entries:
+                raise KnowledgeBaseError(
+                    f"archive has {len(infos)} entries, above the {self.max_import_entries} "
+                    "entry limit",
+                    status=413,
+                )
+            entries: dict[str, zipfile.ZipInfo] = {}
+            for info in infos:
+                if info.filename in entries:
+                    raise KnowledgeBaseError(
+                        f"archive holds {info.filename[:120]!r} twice", status=400
+                    )
+                entries[info.filename] = info
+            budget = _Budget(self.max_import_expanded_bytes)
+            manifest = self._read_manifest(zf, entries, budget)
+            planned = self._plan_documents(manifest, entries, budget)
+            new_ids = {d.old_id: d.new_id for d in planned}
+            chunks = self._read_chunks(zf, entries, budget, new_ids, manifest["chunks"])
             index = None
             same_model = manifest.get("embedding_model") == self.embedder.model_name
-            if same_model and "index.faiss" in names:
-                raw = np.frombuffer(zf.read("index.faiss"), dtype=np.uint8)
-                index = faiss.deserialize_index(raw)
-                if index.ntotal != len(chunks) or index.d != self.embedder.dim:
-                    index = None
-            if index is None:
-                logger.info(
-                    "import: re-embedding %d chunks (model %s -> %s)",
-                    len(chunks),
-                    manifest.get("embedding_model"),
-                    self.embedder.model_name,
+            if same_model and "index.faiss" in entries:
+                index = self._read_index(zf, entries, budget, manifest, len(chunks))
+            docs_dir = safe_join(path, "docs")
+            docs_dir.mkdir(parents=True, exist_ok=True)
+            documents = []
+            for doc in planned:
+                size = self._copy_document(zf, doc, docs_dir, budget)
+                documents.append(
+                    DocumentInfo(
+                        id=doc.new_id,
+                        filename=doc.filename,
+                        kind=doc.kind,
+                        size_bytes=size,
+                        chunks=sum(1 for c in chunks if c.doc_id == doc.new_id),
+                        added_at=doc.added_at,
+                    ).as_dict()
                 )
-                index = _new_index(self.embedder.dim)
-                if chunks:
-                    index.add(self._embed_chunks(chunks))
-            path = self._dir(kb_id)
-            (path / "docs").mkdir(parents=True, exist_ok=True)
-            doc_ids = {d["id"] for d in manifest.get("documents", [])}
-            for info in infos:
-                member = PurePath(info.filename)
-                # Only plain files directly under docs/ named after a listed document.
-                if (
-                    len(member.parts) == 2
-                    and member.parts[0] == "docs"
-                    and member.stem in doc_ids
-                    and not info.is_dir()
-                ):
-                    self._write_atomic(path / "docs" / member.name, zf.read(info))
+        if index is None:
+            logger.info(
+                "import: re-embedding %d chunks (model %s -> %s)",
+                len(chunks),
+                str(manifest.get("embedding_model"))[:100],
+                self.embedder.model_name,
+            )
+            index = _new_index(self.embedder.dim)
+            if chunks:
+                index.add(self._embed_chunks(chunks))
+        exported = manifest.get("name")
         meta = {
             "id": kb_id,
-            "name": name or manifest.get("name") or kb_id,
+            "name": name or (exported[:200] if isinstance(exported, str) else "") or kb_id,
             "created_at": _now(),
-            "documents": manifest.get("documents", []),
+            "documents": documents,
         }
         self._save(kb_id, _Loaded(index=index, chunks=chunks), meta)
 
     async def import_zip(
         self, data: bytes, *, name: str | None = None, kb_id: str | None = None
     ) -> KBStatus:
-        """Create a new base from an :meth:`export_zip` archive.
+        """Create a new base from an :meth:`export_zip` archive (read as hostile input).
 
-        The stored index is reused when the embedding model matches; otherwise the chunks are
-        re-embedded with the current model.
+        Documents get new ids and their bytes come only from their ``docs/{id}{suffix}``
+        entries; no id or name from the archive becomes a path. Every entry used is
+        decompressed in blocks against ``max_import_expanded_bytes`` (what it yields, not what
+        its header says), and chunks are bounded by ``max_chunks``. The stored index is reused
+        when the embedding model matches and its header and length agree with the manifest
+        (checked before anything is allocated; the vectors are copied into a new index);
+        otherwise the chunks are re-embedded with the current model, in cancellable batches.
 
         Args:
             data: the ZIP bytes.
@@ -644,8 +1256,8 @@ class KnowledgeBaseStore:
             Status of the new base.
 
         Raises:
-            KnowledgeBaseError: above ``max_import_bytes`` (413), not an export (400),
-                id in use (409).
+            KnowledgeBaseError: above ``max_import_bytes`` or another limit (413), not an
+                export, damaged or inconsistent (400), id in use (409), shutting down (503).
         """
         if len(data) > self.max_import_bytes:
             raise KnowledgeBaseError(
@@ -657,10 +1269,6 @@ class KnowledgeBaseStore:
         if path.exists():
             raise KnowledgeBaseError(f"knowledge base {kb_id!r} already exists", status=409)
         async with self._lock(kb_id):
-            try:
-                await self._run(self._import_sync, data, kb_id, name)
-            except BaseException:
-                self._loaded.pop(kb_id, None)
-                await self._run(shutil.rmtree, path, ignore_errors=True)
-                raise
+            # The job removes its half-made base itself on any failure (also when cancelled).
+            await self._run(self._import_sync, data, kb_id, name)
         return await self.status(kb_id)

@@ -17,6 +17,10 @@ class SearchResult:
         kb_id: knowledge base it came from.
         doc_id: document it came from.
         answer: for a Q/A entry, just the answer (what an extractive reply should say).
+        context: the headings the passage sits under (``"Prices › Cakes"``), for matching
+            and for prompts; never part of an answer.
+        lexical: IDF-weighted share of the query's content words the passage (with its
+            headings) contains, 0..1.
     """
 
     text: str
@@ -25,6 +29,8 @@ class SearchResult:
     kb_id: str = ""
     doc_id: str = ""
     answer: str | None = None
+    context: str = ""
+    lexical: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the admin API shows ``text``, ``score``, ``source``)."""
@@ -45,6 +51,32 @@ class DocumentInfo:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DocumentInfo:
+        """Read a ``kb.json`` document entry, tolerating missing or odd fields.
+
+        Entries are written by the store, but a base imported before the import checks
+        existed may hold anything: a status page must still answer, never fail.
+        """
+        data = data if isinstance(data, dict) else {}
+
+        def text(key: str, default: str = "") -> str:
+            value = data.get(key, default)
+            return value[:300] if isinstance(value, str) else default
+
+        def number(key: str) -> int:
+            value = data.get(key, 0)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        return cls(
+            id=text("id"),
+            filename=text("filename"),
+            kind=text("kind"),
+            size_bytes=number("size_bytes"),
+            chunks=number("chunks"),
+            added_at=text("added_at"),
+        )
 
 
 @dataclass
