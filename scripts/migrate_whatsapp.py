@@ -118,6 +118,7 @@ def import_legacy(settings: Settings) -> tuple[int, list[str]]:
     if LEGACY not in inspect(engine).get_table_names():
         return 0, []
     box = SecretBox(settings.resolved_secret_key())
+    rules = crud.InstanceRules.from_settings(settings)
     added = 0
     errors: list[str] = []
     with Session(engine) as session:
@@ -133,6 +134,15 @@ def import_legacy(settings: Settings) -> tuple[int, list[str]]:
             except LegacyRowError as exc:
                 errors.append(f"{LEGACY} row {instance_id!r}: {exc}")
                 continue
+            port = values.get("webhook_port")
+            if port is not None and not rules.port_in_range(int(port)):
+                # Bots listen only inside the bot port range: this one gets a port at start.
+                print(
+                    f"{LEGACY} row {instance_id!r}: port {port} is outside the bot port range; "
+                    "a port is allocated when it starts",
+                    file=sys.stderr,
+                )
+                values["webhook_port"] = None
             config = {**COMMON_DEFAULTS, **CHANNEL_FIELDS["whatsapp"]}
             config.update({k: v for k, v in values.items() if k in known})
             secrets = {k: str(values[k]) for k in SECRET_FIELDS["whatsapp"] if values.get(k)}

@@ -185,3 +185,30 @@ def test_a_bad_row_is_reported_and_kept_while_good_rows_are_imported(
         engine.dispose()
     # Fixed and run again: the rest is imported, the first row not twice.
     assert script.import_legacy(settings) == (1, [])
+
+
+def test_a_legacy_port_outside_the_bot_range_is_not_kept(
+    script: ModuleType, tmp_path: Path
+) -> None:
+    db = tmp_path / "old.db"
+    _legacy_db(
+        db,
+        [
+            legacy_row(),  # seed 004's own port 8003: below the default range 8100-8999
+            legacy_row(id="in-range", name="In range", webhook_port=8500),
+        ],
+    )
+    settings = _settings(tmp_path, db)
+    migrate(settings.database_url)
+    assert script.import_legacy(settings) == (2, [])
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            old = session.get(BotInstance, "old-bot")
+            kept = session.get(BotInstance, "in-range")
+            assert old is not None
+            assert kept is not None
+            assert old.webhook_port is None  # allocated from the range when it starts
+            assert kept.webhook_port == 8500
+    finally:
+        engine.dispose()
