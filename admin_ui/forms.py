@@ -103,10 +103,15 @@ SECTIONS: dict[str, list[FormField]] = {
         ),
     ],
     "tts": [
-        FormField("tts_enabled", "Reply with a voice note too", "bool"),
+        FormField(
+            "tts_enabled", "Reply with a voice note too", "bool",
+            help="WhatsApp and Telegram; SMS bots send the text only",
+        ),
         FormField("tts_engine", "Engine", "select", options=("piper", "xtts", "openvoice")),
-        FormField("tts_voice", "Voice", help="Blank: the default piper voice, or a .onnx path"),
-        FormField("tts_preset", "Preset"),
+        FormField(
+            "tts_voice", "Voice",
+            help="Blank: the default voice; piper: a voice name in FLOTILLA_AI_PIPER_VOICES_DIR",
+        ),
     ],
     "access": [
         FormField(

@@ -59,7 +59,6 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "tts_enabled": False,
     "tts_engine": "piper",
     "tts_voice": "",
-    "tts_preset": "",
     "allowed_phones": [],
     "blocked_phones": [],
     "rate_limit_count": 5,
@@ -212,7 +211,6 @@ class InstanceFields(BaseModel):
     tts_enabled: bool | None = None
     tts_engine: Literal["piper", "xtts", "openvoice"] | None = None
     tts_voice: str | None = Field(default=None, max_length=200)
-    tts_preset: str | None = Field(default=None, max_length=200)
     # Access and limits
     allowed_phones: list[str] | None = None
     blocked_phones: list[str] | None = None
