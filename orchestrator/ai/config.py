@@ -55,21 +55,25 @@ class AISettings(BaseModel):
         chunk_size: characters per chunk.
         chunk_overlap: characters shared by neighbouring chunks.
         rag_top_k: passages retrieved for a reply.
-        rag_min_score: passages below this cosine score are not put in the prompt.
-        extractive_min_score: the ``extractive`` backend answers only above this score.
+        rag_min_score: passages below this cosine score are not put in the prompt (unless
+            they reach ``rag_min_lexical``).
+        rag_min_lexical: passages containing at least this share of the question's content
+            words are put in the prompt whatever their cosine score.
+        extractive_min_score: the ``extractive`` backend answers only when its best unit
+            scores this much (see ``orchestrator.ai.llm.extractive.unit_score``).
         escalation_text: what ``extractive`` says when it cannot answer.
         max_import_bytes: a knowledge-base ZIP above this size is refused.
         max_upload_bytes: an uploaded document above this size is refused.
-        tts_engine: ``piper``, ``xtts`` or ``openvoice``.
-        piper_voice_path: piper ``.onnx`` voice; ``None`` = bundled en_US joe medium.
-        piper_voices_dir: a ``voice`` name resolves to ``{piper_voices_dir}/{voice}.onnx``.
-        tts_sample_rate: OGG/Opus output rate (8000, 12000, 16000, 24000 or 48000).
         max_chunks: chunks one knowledge base may hold (upload, import, rebuild; 413 above).
         max_import_expanded_bytes: bytes a ZIP import may decompress to, counted while reading.
         max_import_entries: entries a ZIP import may have.
         pdf_timeout_s: a PDF is read in a worker process killed after this many seconds.
         pdf_max_pages: PDFs with more pages are refused.
         max_document_chars: documents with more extracted text than this are refused.
+        tts_engine: ``piper``, ``xtts`` or ``openvoice``.
+        piper_voice_path: piper ``.onnx`` voice; ``None`` = bundled en_US joe medium.
+        piper_voices_dir: a ``voice`` name resolves to ``{piper_voices_dir}/{voice}.onnx``.
+        tts_sample_rate: OGG/Opus output rate (8000, 12000, 16000, 24000 or 48000).
         xtts_base_url: root of an XTTS HTTP server.
         openvoice_base_url: root of an OpenVoice HTTP server.
         tts_timeout_s: timeout for HTTP TTS engines.
@@ -101,21 +105,22 @@ class AISettings(BaseModel):
     chunk_overlap: int = Field(default=120, ge=0)
     rag_top_k: int = 4
     rag_min_score: float = 0.25
-    extractive_min_score: float = 0.4
+    rag_min_lexical: float = 0.5
+    extractive_min_score: float = 0.5
     escalation_text: str = "Thanks for your question! A colleague will get back to you shortly."
     max_import_bytes: int = 250 * 1024 * 1024
     max_upload_bytes: int = 50 * 1024 * 1024
-    tts_engine: str = "piper"
-    piper_voice_path: Path | None = None
-    piper_voices_dir: Path | None = None
-    tts_sample_rate: int = 24000
-    xtts_base_url: str | None = None
     max_chunks: int = Field(default=50_000, ge=1)
     max_import_expanded_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_import_entries: int = Field(default=10_000, ge=3)
     pdf_timeout_s: float = Field(default=120.0, gt=0)
     pdf_max_pages: int = Field(default=2000, ge=1)
     max_document_chars: int = Field(default=5_000_000, ge=1000)
+    tts_engine: str = "piper"
+    piper_voice_path: Path | None = None
+    piper_voices_dir: Path | None = None
+    tts_sample_rate: int = 24000
+    xtts_base_url: str | None = None
     openvoice_base_url: str | None = None
     tts_timeout_s: float = 60.0
     stt_backend: str | None = None

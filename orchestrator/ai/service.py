@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from orchestrator.ai.config import AISettings, ProviderConfig
+from orchestrator.ai.grounding import check_grounding, retrieval_query
 from orchestrator.ai.llm.base import ChatMessage, LLMBackend, LLMError, LLMParams, Usage
-from orchestrator.ai.llm.extractive import ExtractiveBackend
+from orchestrator.ai.llm.extractive import ExtractiveBackend, search_hint
 from orchestrator.ai.llm.local import LocalLlamaBackend
 from orchestrator.ai.llm.router import get_backend, provider_backend, retry_policy
 from orchestrator.ai.rag.embeddings import Embedder, shared_embedder
-from orchestrator.ai.rag.store import KnowledgeBaseStore
 from orchestrator.ai.rag.ingest import ExtractLimits
+from orchestrator.ai.rag.store import KnowledgeBaseStore
 from orchestrator.ai.rag.types import SearchResult
 from orchestrator.ai.stt.base import STTBackend, STTError
 from orchestrator.ai.stt.gemini import GeminiSTTBackend
@@ -117,7 +118,6 @@ class AIService:
             chunk_overlap=settings.chunk_overlap,
             max_import_bytes=settings.max_import_bytes,
             max_upload_bytes=settings.max_upload_bytes,
-        )
             max_chunks=settings.max_chunks,
             max_import_expanded_bytes=settings.max_import_expanded_bytes,
             max_import_entries=settings.max_import_entries,
@@ -126,6 +126,7 @@ class AIService:
                 pdf_max_pages=settings.pdf_max_pages,
                 max_chars=settings.max_document_chars,
             ),
+        )
         self._backends: dict[str, LLMBackend] = {}
         self._local: LocalLlamaBackend | None = None
         self._tts: dict[str, TTSBackend] = {}
@@ -145,7 +146,9 @@ class AIService:
             )
         return self._local
 
-    async def _backend(self, name: str, passages: Sequence[SearchResult]) -> LLMBackend:
+    async def _backend(
+        self, name: str, passages: Sequence[SearchResult], query: str = ""
+    ) -> LLMBackend:
         if name == "extractive":
 
             async def retrieve(_query: str) -> Sequence[SearchResult]:
@@ -156,6 +159,7 @@ class AIService:
                 encoder=self.embedder.encode,
                 min_score=self.settings.extractive_min_score,
                 escalation_text=self.settings.escalation_text,
+                query=query or None,
             )
         if name == "local":
             return self.local_backend()
@@ -201,9 +205,17 @@ class AIService:
         """Answer a customer's message as the bot would.
 
         The system prompt is the bot's ``persona`` and ``system_prompt`` plus the passages of
-        its ``knowledge_base_ids`` that score at least ``rag_min_score``; ``llm_backend``
-        picks the backend and ``llm_params`` (model, temperature, max_tokens, top_p, stop)
-        tune it.
+        its ``knowledge_base_ids`` found for the question (hybrid search; kept when their
+        cosine score reaches ``rag_min_score`` or they contain at least ``rag_min_lexical``
+        of the question's words); ``llm_backend`` picks the backend and ``llm_params``
+        (model, temperature, max_tokens, top_p, stop) tune it.
+
+        The search query is the customer's question alone (with their previous message
+        only when the question refers back to it, never the bot's own messages; see
+        :func:`~orchestrator.ai.grounding.retrieval_query`). For a bot with knowledge bases,
+        a generative backend's answer must pass the grounding check
+        (:func:`~orchestrator.ai.grounding.check_grounding`); one that does not is replaced
+        by ``escalation_text`` with ``escalate=True``.
 
         Args:
             bot_config: the bot's flat config (as ``GET /internal/config`` returns it).
@@ -215,18 +227,38 @@ class AIService:
         Returns:
             ``{text, confidence, sources, usage, escalate, backend, model}``. ``confidence``
             is the backend's own for ``extractive``; for generative backends it is 1.0 for a
-            bot without knowledge bases, else the best passage score (how grounded it is).
+            bot without knowledge bases, else the best passage score (how grounded it is),
+            0 when the grounding check failed.
 
         Raises:
             LLMError: the backend failed for good; the bot should send ``fallback_text``.
         """
         backend_name = str(bot_config.get("llm_backend") or self.settings.default_llm_backend)
         kb_ids = list(bot_config.get("knowledge_base_ids") or [])
+        history = list(history)
+        last = history[-1] if history else {}
+        said = str(last.get("text") or last.get("content") or "").strip()
+        if last.get("role") == "user" and said == text.strip():
+            history.pop()  # bots record the message before asking: it is not history yet
+        query = retrieval_query(text, history)
         passages: list[SearchResult] = []
         if kb_ids and text.strip():
-            passages = await self.retrieve(kb_ids, text)
-        relevant = [p for p in passages if p.score >= self.settings.rag_min_score]
-        backend = await self._backend(backend_name, relevant)
+            # Extractive answers pick a sentence among more passages than a prompt holds.
+            k = self.settings.rag_top_k
+            extractive = backend_name == "extractive"
+            hint = search_hint(query)
+            passages = await self.retrieve(
+                kb_ids, f"{query} {hint}" if hint else query, max(k, 6) if extractive else k
+            )
+        relevant = [
+            p
+            for p in passages
+            if p.score >= self.settings.rag_min_score or p.lexical >= self.settings.rag_min_lexical
+        ]
+        # Extractive weighs every retrieved passage itself (its own threshold decides).
+        backend = await self._backend(
+            backend_name, passages if backend_name == "extractive" else relevant, query
+        )
         messages: list[ChatMessage] = []
         system = build_system_prompt(bot_config, relevant)
         if system:
@@ -242,11 +274,23 @@ class AIService:
             }
         )
         result = await backend.generate(messages, params=params)
+        escalate = result.escalate
+        text_out = result.text
         if isinstance(backend, ExtractiveBackend):
             confidence, sources = result.confidence, result.sources
         else:
             confidence = 1.0 if not kb_ids else max((p.score for p in relevant), default=0.0)
             sources = list(dict.fromkeys(p.source for p in relevant))
+            if kb_ids and not escalate:
+                owner_text = [str(bot_config.get(k) or "") for k in ("persona", "system_prompt")]
+                grounding = check_grounding(result.text, relevant, owner_text)
+                if not grounding.supported:
+                    logger.info(
+                        "%s: answer not grounded in the knowledge base (%s); escalating",
+                        backend.name,
+                        grounding.reason,
+                    )
+                    text_out, escalate, confidence = self.settings.escalation_text, True, 0.0
         if record_usage and result.usage.total_tokens:
             await self.usage.record(
                 str(bot_config.get("id", "")),
@@ -255,11 +299,11 @@ class AIService:
                 model=result.model,
             )
         return ReplyResult(
-            text=result.text,
+            text=text_out,
             confidence=round(max(0.0, min(1.0, confidence)), 4),
             sources=sources,
             usage=result.usage.as_dict(),
-            escalate=result.escalate,
+            escalate=escalate,
             backend=backend.name,
             model=result.model,
         )
