@@ -1,4 +1,8 @@
-"""Passwords, admin JWTs, secret encryption and masking."""
+"""Passwords, admin JWTs, secret encryption and masking.
+
+Tokens between the orchestrator and its bots (internal and control) are minted and checked by
+:mod:`shared.tokens`, the module the bots use; the two helpers below only adapt its units.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +22,16 @@ import zxcvbn
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from shared.tokens import (
+    ALGORITHM,
+    control_key,
+    derive_key,
+    mint_control_token,
+    mint_internal_token,
+)
 
 ADMIN_AUDIENCE = "flotilla-admin"
-INTERNAL_AUDIENCE = "flotilla-internal"
-CONTROL_AUDIENCE = "flotilla-control"
-ALGORITHM = "HS256"
 MASK_PREFIX = "****"
 
 _hasher = PasswordHasher()
@@ -92,10 +99,7 @@ class PasswordPolicy:
                 return password
 
 
-def _derive(secret_key: str, purpose: bytes, length: int = 32) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=purpose).derive(
-        secret_key.encode()
-    )
+_derive = derive_key
 
 
 class SecretBox:
@@ -197,56 +201,14 @@ def _admin_key(secret_key: str) -> bytes:
     return _derive(secret_key, b"flotilla-admin-jwt")
 
 
-def internal_key(secret_key: str) -> bytes:
-    """Key that signs bot → orchestrator tokens."""
-    return _derive(secret_key, b"flotilla-internal-jwt")
-
-
 def create_internal_token(
     secret_key: str, *, instance_id: str, kind: str, gen: int, minutes: int
 ) -> str:
-    """JWT a bot uses on the internal API (``aud``, ``sub``, ``kind``, ``gen``, ``exp``)."""
-    now = datetime.now(UTC)
-    claims = {
-        "sub": instance_id,
-        "kind": kind,
-        "gen": gen,
-        "aud": INTERNAL_AUDIENCE,
-        "iat": now,
-        "exp": now + timedelta(minutes=minutes),
-    }
-    return jwt.encode(claims, internal_key(secret_key), algorithm=ALGORITHM)
-
-
-def decode_internal_token(secret_key: str, token: str) -> dict[str, Any]:
-    """Verify a bot's internal token (signature, audience, expiry; the caller checks ``gen``).
-
-    Raises:
-        jwt.InvalidTokenError: the token is not acceptable.
-    """
-    return jwt.decode(
-        token,
-        internal_key(secret_key),
-        algorithms=[ALGORITHM],
-        audience=INTERNAL_AUDIENCE,
-        options={"require": ["exp", "sub", "aud"]},
-    )
-
-
-def control_key(secret_key: str, instance_id: str, gen: int) -> str:
-    """Per-spawn key for control tokens (re-derivable after an orchestrator restart)."""
-    return hmac.new(
-        secret_key.encode(), f"flotilla-control:{instance_id}:{gen}".encode(), hashlib.sha256
-    ).hexdigest()
+    """JWT a bot uses on the internal API, minted by :func:`shared.tokens.mint_internal_token`."""
+    return mint_internal_token(secret_key, instance_id, kind=kind, gen=gen, ttl_s=minutes * 60)
 
 
 def create_control_token(secret_key: str, *, instance_id: str, gen: int, seconds: int = 60) -> str:
-    """Short-lived token for a call to a bot's ``/control/*`` API."""
-    now = datetime.now(UTC)
-    claims = {
-        "sub": instance_id,
-        "aud": CONTROL_AUDIENCE,
-        "iat": now,
-        "exp": now + timedelta(seconds=seconds),
-    }
-    return jwt.encode(claims, control_key(secret_key, instance_id, gen), algorithm=ALGORITHM)
+    """Short-lived token for a call to a bot's ``/control/*`` API (:mod:`shared.tokens`)."""
+    key = control_key(secret_key, instance_id, gen)
+    return mint_control_token(key, instance_id, ttl_s=seconds)

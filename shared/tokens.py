@@ -1,9 +1,13 @@
-"""JWTs between the orchestrator and its bots (see docs/internals.md).
+"""JWTs between the orchestrator and its bots (see docs/internals.md): the one place that mints
+and checks them, for the orchestrator and the bots alike.
 
-* Internal API tokens: minted by the orchestrator, ``aud="flotilla-internal"``; a bot only reads
-  their expiry to refresh in time.
-* Control tokens: minted by the orchestrator with the bot's ``BOT_CONTROL_KEY`` (a hex string,
-  used as the HMAC key as-is), ``aud="flotilla-control"``, ``sub=<instance id>``; the bot verifies.
+* Internal API tokens (bot → orchestrator): ``aud="flotilla-internal"``, ``sub=<instance id>``,
+  ``kind``, ``gen`` (spawn generation), signed with :func:`internal_key` — a key derived from
+  the orchestrator's secret, never the secret itself. The orchestrator mints and verifies them;
+  a bot only reads their expiry to refresh in time.
+* Control tokens (orchestrator → bot): signed with the bot's ``BOT_CONTROL_KEY`` (hex, from
+  :func:`control_key`, used as the HMAC key as-is), ``aud="flotilla-control"``,
+  ``sub=<instance id>``; the bot verifies.
 """
 
 from __future__ import annotations
@@ -24,26 +28,41 @@ class TokenError(Exception):
     """A token is missing, malformed, expired, or for someone else."""
 
 
-def derive_control_key(secret_key: str, instance_id: str, gen: int) -> str:
-    """Return the hex control key for one spawn of one bot.
+def derive_key(secret_key: str, purpose: bytes, length: int = 32) -> bytes:
+    """A key for one purpose from the orchestrator's secret (HKDF-SHA256, ``info=purpose``).
 
-    Args:
-        secret_key: the orchestrator's secret.
-        instance_id: bot instance id.
-        gen: spawn generation.
+    The orchestrator derives every key it signs or encrypts with through this function (admin
+    JWTs, secrets at rest, CSRF tokens, internal tokens), so no two uses share a key.
+    """
+    # Imported here: a bot process never derives keys, and cryptography is slow to import.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    Returns:
-        ``HMAC-SHA256(secret_key, "flotilla-control:{id}:{gen}")`` as hex.
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=purpose).derive(
+        secret_key.encode()
+    )
+
+
+def internal_key(secret_key: str) -> bytes:
+    """The key that signs internal-API (bot → orchestrator) tokens."""
+    return derive_key(secret_key, b"flotilla-internal-jwt")
+
+
+def control_key(secret_key: str, instance_id: str, gen: int) -> str:
+    """Return the hex control key for one spawn of one bot (its ``BOT_CONTROL_KEY``).
+
+    Re-derivable after an orchestrator restart: ``HMAC-SHA256(secret_key,
+    "flotilla-control:{id}:{gen}")`` as hex.
     """
     message = f"flotilla-control:{instance_id}:{gen}".encode()
     return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
-def mint_control_token(control_key: str, instance_id: str, *, ttl_s: int = 300) -> str:
+def mint_control_token(key: str, instance_id: str, *, ttl_s: int = 60) -> str:
     """Mint a control-API token (what the orchestrator sends to a bot).
 
     Args:
-        control_key: the bot's ``BOT_CONTROL_KEY``.
+        key: the bot's ``BOT_CONTROL_KEY`` (see :func:`control_key`).
         instance_id: the bot it is for (``sub``).
         ttl_s: lifetime in seconds.
 
@@ -52,15 +71,15 @@ def mint_control_token(control_key: str, instance_id: str, *, ttl_s: int = 300) 
     """
     now = int(time.time())
     claims = {"aud": CONTROL_AUDIENCE, "sub": instance_id, "iat": now, "exp": now + ttl_s}
-    return jwt.encode(claims, control_key, algorithm=ALGORITHM)
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def verify_control_token(token: str, control_key: str, instance_id: str) -> dict[str, Any]:
+def verify_control_token(token: str, key: str, instance_id: str) -> dict[str, Any]:
     """Check a control-API token.
 
     Args:
         token: the bearer token.
-        control_key: this bot's ``BOT_CONTROL_KEY``.
+        key: this bot's ``BOT_CONTROL_KEY``.
         instance_id: this bot's id; ``sub`` must equal it.
 
     Returns:
@@ -72,7 +91,7 @@ def verify_control_token(token: str, control_key: str, instance_id: str) -> dict
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            control_key,
+            key,
             algorithms=[ALGORITHM],
             audience=CONTROL_AUDIENCE,
             options={"require": ["exp", "sub", "aud"]},
@@ -85,12 +104,12 @@ def verify_control_token(token: str, control_key: str, instance_id: str) -> dict
 
 
 def mint_internal_token(
-    secret: str, instance_id: str, *, kind: str, gen: int, ttl_s: int = 3600
+    secret_key: str, instance_id: str, *, kind: str, gen: int, ttl_s: int = 3600
 ) -> str:
-    """Mint an internal-API token (orchestrator side; also used by test fakes).
+    """Mint an internal-API token for one spawn of one bot.
 
     Args:
-        secret: the orchestrator's signing secret.
+        secret_key: the orchestrator's secret (the token is signed with :func:`internal_key`).
         instance_id: ``sub``.
         kind: bot kind.
         gen: spawn generation.
@@ -108,7 +127,27 @@ def mint_internal_token(
         "iat": now,
         "exp": now + ttl_s,
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, internal_key(secret_key), algorithm=ALGORITHM)
+
+
+def verify_internal_token(secret_key: str, token: str) -> dict[str, Any]:
+    """Check a bot's internal token: signature, audience, expiry (the caller checks ``sub``,
+    ``kind`` and ``gen`` against its records).
+
+    Raises:
+        TokenError: the token is not acceptable.
+    """
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            internal_key(secret_key),
+            algorithms=[ALGORITHM],
+            audience=INTERNAL_AUDIENCE,
+            options={"require": ["exp", "sub", "aud"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise TokenError(str(exc)) from exc
+    return claims
 
 
 def unverified_expiry(token: str) -> float | None:

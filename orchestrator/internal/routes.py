@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-import jwt
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -13,7 +12,8 @@ from pydantic import BaseModel, Field
 from orchestrator import crud
 from orchestrator.api.deps import BoxDep, SessionDep, SettingsDep
 from orchestrator.models import BotInstance
-from orchestrator.security import create_internal_token, decode_internal_token
+from orchestrator.security import create_internal_token
+from shared.tokens import TokenError, verify_internal_token
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -29,8 +29,8 @@ def current_bot(
     if creds is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "bot token required")
     try:
-        claims = decode_internal_token(settings.resolved_secret_key(), creds.credentials)
-    except jwt.InvalidTokenError as exc:
+        claims = verify_internal_token(settings.resolved_secret_key(), creds.credentials)
+    except TokenError as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid bot token: {exc}") from exc
     instance = session.get(BotInstance, str(claims.get("sub")))
     if instance is None or instance.kind != claims.get("kind"):

@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from orchestrator import crud
 from orchestrator.models import BotInstance
-from orchestrator.security import control_key, create_control_token, create_internal_token
+from orchestrator.security import create_control_token, create_internal_token
 from orchestrator.settings import Settings
 from orchestrator.supervisor.backoff import FlappingDetector, respawn_delay
 from orchestrator.supervisor.spawner import (
@@ -36,6 +36,7 @@ from orchestrator.supervisor.spawner import (
     SpawnSpec,
     terminate_group,
 )
+from shared.tokens import control_key
 
 logger = logging.getLogger(__name__)
 

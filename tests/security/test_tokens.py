@@ -17,11 +17,14 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from orchestrator.models import BotInstance
-from orchestrator.security import (
-    _admin_key,
+from orchestrator.security import _admin_key, create_internal_token
+from shared.tokens import (
+    TokenError,
     control_key,
-    create_internal_token,
     internal_key,
+    mint_control_token,
+    mint_internal_token,
+    verify_control_token,
 )
 from tests.conftest import TEST_SECRET_KEY, Actors
 from tests.faults.conftest import orch, sandbox  # noqa: F401 - fixtures shared by import
@@ -106,6 +109,38 @@ def test_internal_api_refuses_every_bad_token(
     assert got == dict.fromkeys(got, 401), got
     # a valid token on another bot's path: 403
     assert get(valid, "/internal/instances/other-bot/config") == 403
+
+
+def test_a_token_minted_by_the_shared_helper_is_the_orchestrators(
+    client: TestClient, bot_gen: int
+) -> None:
+    """``shared.tokens`` is the one minting module: what it mints the orchestrator accepts, and
+    the orchestrator's refresh route hands out tokens of the same form."""
+    token = mint_internal_token(TEST_SECRET_KEY, "tok-bot", kind="whatsapp", gen=bot_gen)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/internal/config", headers=headers).status_code == 200
+    refreshed = client.post("/internal/token/refresh", headers=headers)
+    assert refreshed.status_code == 200
+    fresh = refreshed.json()["token"]
+    key_claims = jwt.decode(fresh, internal_key(TEST_SECRET_KEY), algorithms=["HS256"],
+                            audience="flotilla-internal")
+    assert (key_claims["sub"], key_claims["kind"], key_claims["gen"]) == (
+        "tok-bot", "whatsapp", bot_gen)
+    # the shared helper never signs with the raw secret (the old trap): such a token is refused
+    raw = jwt.encode(jwt.decode(token, options={"verify_signature": False}), TEST_SECRET_KEY,
+                     algorithm="HS256")
+    assert client.get("/internal/config",
+                      headers={"Authorization": f"Bearer {raw}"}).status_code == 401
+
+
+def test_control_tokens_round_trip_through_the_shared_module() -> None:
+    key = control_key(TEST_SECRET_KEY, "tok-bot", 3)
+    token = mint_control_token(key, "tok-bot")
+    assert verify_control_token(token, key, "tok-bot")["sub"] == "tok-bot"
+    with pytest.raises(TokenError):
+        verify_control_token(token, control_key(TEST_SECRET_KEY, "tok-bot", 2), "tok-bot")
+    with pytest.raises(TokenError):
+        verify_control_token(token, key, "other-bot")
 
 
 def test_admin_api_refuses_every_bad_token(client: TestClient, actors: Actors) -> None:
