@@ -36,6 +36,7 @@ from orchestrator.api.limits import BodyLimitMiddleware
 from orchestrator.api.routes import (
     ai,
     auth,
+    channels,
     conversations,
     fleet,
     hooks,
@@ -54,6 +55,7 @@ from orchestrator.security import SecretBox
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Spawner, Supervisor
 from orchestrator.version import version_info
+from shared.channels import registry as channel_registry
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +133,8 @@ def create_app(
     """Build the orchestrator app: store, routes, supervisor and UI."""
     settings = settings or Settings()
     settings.ensure_dirs()
+    # Channels from FLOTILLA_CHANNEL_PLUGINS join the shipped ones (shared.channels.registry).
+    channel_registry.load_plugins()
     secret_key = settings.resolved_secret_key()
     if run_migrations:
         migrate(settings.database_url)
@@ -250,6 +254,7 @@ def create_app(
 
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(channels.router)
     app.include_router(instances.router)
     app.include_router(fleet.router)
     app.include_router(knowledge.router)
