@@ -50,12 +50,12 @@ from orchestrator.db import make_engine, migrate
 from orchestrator.demo import ensure_demo_bot, start_sandbox, stop_sandbox
 from orchestrator.internal import ai_routes as internal_ai_routes
 from orchestrator.internal import routes as internal_routes
-from orchestrator.logging_setup import request_id_var
 from orchestrator.security import SecretBox
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Spawner, Supervisor
 from orchestrator.version import version_info
 from shared.channels import registry as channel_registry
+from shared.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 

@@ -1,25 +1,34 @@
-"""Phone numbers in E.164 and access lists that mix phones with other customer ids.
+"""Phone numbers: the one phone pattern of the fleet and E.164 normalisation.
 
-Access lists (``allowed_phones`` / ``blocked_phones``) are typed by people: ``+7 (900) 123-45-67``,
-``8 900 123 45 67``, ``15551234567`` (a WhatsApp ``wa_id``), or a WhatsApp business-scoped user
-id (``BR.1502576394655843``) for customers who arrive without a phone.
+People type numbers as ``+7 (900) 123-45-67``, ``8 900 123 45 67`` or ``15551234567`` (a
+WhatsApp ``wa_id``). Access lists that mix phones with other identities are matched in
+:mod:`shared.botkit.access`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
-from functools import lru_cache
 
 import phonenumbers
 
-from shared.channels.base import CustomerRef
-
 logger = logging.getLogger(__name__)
 
-_BSUID = re.compile(r"^[A-Za-z]{2}\.[A-Za-z0-9_-]+$")
+#: The fleet's one test for "this address is written as a phone number" (digits with spaces,
+#: dots, dashes, brackets and an optional ``+``; at least six characters). Strict validity is
+#: :func:`normalize_phone`'s job; this only tells a phone from a BSUID, a username or a chat id.
+PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
 _DIGITS_ONLY = re.compile(r"^[\d\s.\-]+$")  # wa_id style; "(900) ..." is national
+
+
+def looks_like_phone(text: str) -> bool:
+    """Whether ``text`` is written as a phone number (see :data:`PHONE_RE`)."""
+    return bool(PHONE_RE.match(text.strip()))
+
+
+def phone_digits(text: str) -> str:
+    """The digits of ``text`` (``"+1 (555) 010-0001"`` → ``"15550100001"``)."""
+    return "".join(ch for ch in text if ch.isdigit())
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
@@ -53,55 +62,3 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     if not phonenumbers.is_possible_number(number):
         raise ValueError(f"not a possible phone number: {raw!r}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-@lru_cache(maxsize=4096)
-def _entry_phone(entry: str, default_region: str | None) -> str | None:
-    try:
-        return normalize_phone(entry, default_region)
-    except ValueError:
-        return None
-
-
-def is_bsuid(value: str) -> bool:
-    """Tell whether ``value`` looks like a WhatsApp business-scoped user id (``BR.1502...``)."""
-    return bool(_BSUID.match(value.strip()))
-
-
-def matches_any(
-    customer: CustomerRef, entries: Iterable[str], default_region: str | None = None
-) -> bool:
-    """Tell whether an access list names this customer.
-
-    An entry matches when it is the customer's phone (compared in E.164, whatever the format of
-    either side), their BSUID or parent BSUID, their Telegram user id, or their ``@username``.
-    Entries that are none of these are ignored.
-
-    Args:
-        customer: the customer's identifiers (any may be missing).
-        entries: the list as configured.
-        default_region: region for national numbers in the list (``"RU"``...).
-
-    Returns:
-        ``True`` when any entry names the customer.
-    """
-    phone = _entry_phone(customer.phone, default_region) if customer.phone else None
-    bsuids = {b.upper() for b in (customer.bsuid, customer.parent_bsuid) if b}
-    username = (customer.username or "").lstrip("@").casefold()
-    for raw in entries:
-        entry = (raw or "").strip()
-        if not entry:
-            continue
-        if is_bsuid(entry):
-            if entry.upper() in bsuids:
-                return True
-            continue
-        if entry.startswith("@"):
-            if username and entry[1:].casefold() == username:
-                return True
-            continue
-        if customer.telegram_id and entry == customer.telegram_id:
-            return True
-        if phone is not None and _entry_phone(entry, default_region) == phone:
-            return True
-    return False

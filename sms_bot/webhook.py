@@ -29,6 +29,7 @@ from twilio.request_validator import (
 )
 
 from shared.botkit.public import public_base_url
+from shared.channels.base import WebhookError
 from shared.logging import current_request_id
 from sms_bot.parse import FormError, SenderError, parse_inbound, parse_status
 
@@ -38,15 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-
-
-class WebhookError(Exception):
-    """A request the webhook refuses; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def decode_form(raw: bytes) -> MultiDict[str]:

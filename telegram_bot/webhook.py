@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shared.channels.base import WebhookError
 from shared.logging import current_request_id
 from telegram_bot.parse import UpdateError, parse_update
 
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
-
-
-class WebhookError(Exception):
-    """A request the webhook refuses; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def verify_secret(header: str | None, webhook_secret: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from shared.channels.base import (
     Reply,
     SendError,
 )
+from shared.phones import looks_like_phone, phone_digits
 from whatsapp_bot import render
 from whatsapp_bot.adapter import WhatsAppAdapter
 from whatsapp_bot.webhook import make_routes
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com"
 DEFAULT_GRAPH_VERSION = "v21.0"
-_PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
-
 
 class WhatsAppChannel(ChannelSpec):
     """WhatsApp Cloud API: webhook, Graph adapter, 24-hour window, Meta's limits."""
@@ -76,8 +74,8 @@ class WhatsAppChannel(ChannelSpec):
         sender = str(body.get("from") or "").strip()
         bsuid = body.get("bsuid") or None
         phone = None
-        if sender and _PHONE_RE.match(sender):
-            phone = "+" + "".join(ch for ch in sender if ch.isdigit())
+        if sender and looks_like_phone(sender):
+            phone = "+" + phone_digits(sender)
         elif sender:
             bsuid = bsuid or sender
         if not phone and not bsuid:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shared.channels.base import WebhookError
 from shared.logging import current_request_id
 from whatsapp_bot.parse import PayloadError, parse_payload
 
@@ -26,15 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-
-
-class WebhookError(Exception):
-    """A request the webhook refuses; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def sign(raw: bytes, app_secret: str) -> str:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from shared.channels.base import BSUID, PARENT_BSUID, PHONE, USERNAME, CustomerRef
-from shared.phones import normalize_phone
+from shared.phones import looks_like_phone, normalize_phone, phone_digits
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +44,12 @@ def _e164(text: str) -> str | None:
         return None
 
 
-_PHONEISH = re.compile(r"^\+?[\d\s().-]{6,}$")
-
-
 def _same_phone(entry: str, value: str) -> bool:
     phone, wanted = _e164(value), _e164(entry)
     if phone is not None and wanted is not None:
         return phone == wanted
     # A number phonenumbers does not know (test ranges): the same digits.
-    return bool(_PHONEISH.match(entry)) and re.sub(r"\D", "", entry) == re.sub(r"\D", "", value)
+    return looks_like_phone(entry) and phone_digits(entry) == phone_digits(value)
 
 
 def _same_folded(entry: str, value: str) -> bool:

@@ -12,7 +12,6 @@ is declared once as the spec's :class:`Capabilities`.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +22,11 @@ import aiohttp
 from aiohttp import web
 
 from shared.channels.base import CustomerRef, InboundMessage, Reply, SendError
+from shared.phones import looks_like_phone, phone_digits
 from shared.store.files import bot_db_filename
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
-
-_PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
 
 #: The audio format of a voice note everywhere in the fleet (what ``/internal/tts`` returns).
 VOICE_MIME = "audio/ogg"
@@ -340,7 +338,6 @@ class ChannelSpec(ABC):
     def customer_from_address(self, address: str) -> CustomerRef:
         """Turn an operator-typed address (``/control/send`` ``to``) into a customer reference."""
         text = address.strip()
-        if _PHONE_RE.match(text):
-            digits = re.sub(r"\D", "", text)
-            return CustomerRef(phone=f"+{digits}")
+        if looks_like_phone(text):
+            return CustomerRef(phone=f"+{phone_digits(text)}")
         return CustomerRef(bsuid=text)

@@ -364,6 +364,15 @@ def reply_from_dict(data: dict[str, Any]) -> Reply:
     raise ValueError(f"unknown reply type: {kind!r}")
 
 
+class WebhookError(Exception):
+    """A request the webhook refuses; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 class SendError(Exception):
     """A provider refused or failed a send.
 

@@ -28,6 +28,7 @@ from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
 from orchestrator.models import BotInstance
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Supervisor
+from shared.phones import looks_like_phone, phone_digits
 from shared.store.files import bot_db_filename
 from shared.store.reader import conversation_messages, count_messages_since, list_conversations
 
@@ -43,7 +44,6 @@ BASE_URL_FIELD = {
     "telegram": "telegram_api_base_url",
 }
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_PHONE_RE = re.compile(r"^\+?[\d\s().-]{6,}$")
 MAX_WAIT_S = 10.0
 _TAG_RE = re.compile(r"<[^>]+>")
 
@@ -139,10 +139,10 @@ def _sandbox_base(request: Request, instance: BotInstance, box: Any) -> str:
 def sandbox_address(kind: str, customer: str) -> str:
     """How the sandbox records the recipient: Graph takes phone digits, Twilio E.164."""
     customer = customer.strip()
-    if kind == "whatsapp" and _PHONE_RE.match(customer):
-        return "".join(ch for ch in customer if ch.isdigit())
-    if kind == "sms" and _PHONE_RE.match(customer):
-        return "+" + "".join(ch for ch in customer if ch.isdigit())
+    if kind == "whatsapp" and looks_like_phone(customer):
+        return phone_digits(customer)
+    if kind == "sms" and looks_like_phone(customer):
+        return "+" + phone_digits(customer)
     return customer
 
 
