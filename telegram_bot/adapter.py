@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -22,6 +23,8 @@ from telegram_bot.render import ApiCall, RenderError, render
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
+#: The Bot API serves files up to 20 MB to bots (``getFile``).
+MAX_FILE_BYTES = 20 * 1024 * 1024
 #: How much of Telegram's error text is kept (it is stored and shown to the bot's owner).
 ERROR_TEXT_MAX = 300
 
@@ -159,6 +162,46 @@ class TelegramAdapter(ChannelAdapter):
             return await self._send_call(call)
 
         return await send_parts(calls, send_one, skip_parts=skip_parts, on_part=on_part)
+
+    async def download_media(self, media_id: str) -> tuple[bytes, str]:
+        """Fetch a customer's file (a voice note for speech-to-text): ``getFile``, then
+        ``{base_url}/file/bot{token}/{file_path}``; return ``(bytes, mime)`` (``mime`` is empty
+        when Telegram only says ``application/octet-stream``: the message's own type counts).
+
+        Raises:
+            SendError: Telegram refused, the file is over 20 MB, or its path is not a plain
+                relative path.
+        """
+        result = await self.call("getFile", {"file_id": media_id})
+        path = str(result.get("file_path") or "") if isinstance(result, dict) else ""
+        if not path or path.startswith("/") or ".." in path.split("/") or "\\" in path:
+            raise SendError("Telegram getFile gave no usable file_path", retryable=False)
+        size = result.get("file_size")
+        if isinstance(size, int) and size > MAX_FILE_BYTES:
+            raise SendError(f"file larger than {MAX_FILE_BYTES} bytes", retryable=False)
+        url = f"{self.base_url}/file/bot{self.token}/{quote(path, safe='/')}"
+        try:
+            async with self.session.get(url, timeout=self.timeout, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise SendError(
+                        f"Telegram file download HTTP {resp.status}", retryable=resp.status >= 500
+                    )
+                if resp.content_length is not None and resp.content_length > MAX_FILE_BYTES:
+                    raise SendError(f"file larger than {MAX_FILE_BYTES} bytes", retryable=False)
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > MAX_FILE_BYTES:
+                        raise SendError(
+                            f"file larger than {MAX_FILE_BYTES} bytes", retryable=False
+                        )
+                mime = resp.content_type
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The token is part of the URL: never put the URL in the message.
+            raise SendError(
+                f"Telegram file download failed: {type(exc).__name__}", retryable=True
+            ) from exc
+        return bytes(data), "" if mime == "application/octet-stream" else mime
 
     async def answer_callback(self, callback_query_id: str, text: str | None = None) -> bool:
         """Stop the button's loading spinner (``answerCallbackQuery``); best effort."""

@@ -9,6 +9,7 @@ a ``vllm`` bot retries a 429 and sends its fallback text when the server keeps f
 
 from __future__ import annotations
 
+import copy
 import io
 import sqlite3
 import time
@@ -195,7 +196,7 @@ def test_telegram_bot_answers_with_a_voice_note_through_send_voice(env: Env) -> 
     assert res.status_code == 200, res.text
     port = env.orch.wait_state("telegram", bot["id"], "running")["port"]
     chat = {"id": TG_USER, "first_name": "Vera", "type": "private"}
-    update = {
+    update: dict[str, Any] = {
         "update_id": 913572001,
         "message": {
             "message_id": 5,
@@ -244,6 +245,37 @@ def test_telegram_bot_answers_with_a_voice_note_through_send_voice(env: Env) -> 
     sound = sf.info(io.BytesIO(ogg))
     assert (sound.format, sound.subtype) == ("OGG", "OPUS")
     assert 1.0 < sound.duration < 15.0, sound.duration
+
+    # the customer's own voice note (Telegram keeps it under a file_id) → getFile → STT
+    env.fake.transcript = "When is the shop open on Saturday?"
+    voice_update = copy.deepcopy(update)
+    voice_update["update_id"] += 1
+    message: dict[str, Any] = voice_update["message"]
+    message["message_id"] += 1
+    del message["text"]
+    message["voice"] = {"file_id": file_id, "file_unique_id": "u1", "duration": 2,
+                        "mime_type": "audio/ogg"}
+    seen = got[-1]["seq"]
+    res = httpx.post(
+        f"http://127.0.0.1:{port}/webhook",
+        json=voice_update,
+        headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+    )
+    assert res.status_code == 200, res.text
+    texts = []
+    deadline = time.monotonic() + 60
+    while not any("10:00" in t and "14:00" in t for t in texts):
+        assert time.monotonic() < deadline, texts
+        page = httpx.get(
+            f"{env.sandbox_url}/_sandbox/messages",
+            params={"provider": "telegram", "to": str(TG_USER), "wait": "5", "since": seen},
+            timeout=10,
+        )
+        fresh = page.json()["messages"]
+        seen = fresh[-1]["seq"] if fresh else seen
+        texts += [m["text"] or "" for m in fresh if m["type"] == "text"]
+    stt = [r for r in env.fake.requests if r["path"] == "/v1/audio/transcriptions"]
+    assert stt[-1]["size"] == len(ogg)
 
 
 def test_vllm_bot_retries_429_and_sends_fallback_when_the_server_fails(env: Env) -> None:

@@ -31,7 +31,14 @@ from shared.botkit.spec import (
     SetsWebhook,
     UploadsMedia,
 )
-from shared.channels.base import AudioReply, CustomerRef, TextReply, reply_from_dict, reply_to_dict
+from shared.channels.base import (
+    AudioReply,
+    CustomerRef,
+    SendError,
+    TextReply,
+    reply_from_dict,
+    reply_to_dict,
+)
 from shared.orchestrator_client import OrchestratorClient
 from shared.sandbox import Sandbox
 from shared.store import BotStore
@@ -52,7 +59,7 @@ PROTOCOLS = (
 #: What each shipped adapter can do, protocol by protocol.
 EXPECTED: dict[str, set[type]] = {
     "whatsapp": {DownloadsMedia, UploadsMedia, SendsVoice, SendsTemplates, MarksRead},
-    "telegram": {SendsVoice, AnswersCallbacks, SetsWebhook},
+    "telegram": {DownloadsMedia, SendsVoice, AnswersCallbacks, SetsWebhook},
     "sms": set(),
 }
 CHANNELS: dict[str, ChannelSpec] = {
@@ -275,3 +282,24 @@ async def test_sms_voice_reply_is_skipped_and_logged_text_only(
         finally:
             await client.close()
             ctx.store.close()
+
+
+async def test_telegram_downloads_a_customers_voice_note_through_get_file(
+    sandbox: Sandbox,
+) -> None:
+    token = "7000000010:AAH-download-test"
+    async with aiohttp.ClientSession() as http:
+        adapter = TelegramChannel().make_adapter(
+            {"bot_token": token, "telegram_api_base_url": sandbox.telegram_url}, http
+        )
+        assert isinstance(adapter, DownloadsMedia)
+        # a voice note in Telegram's file store (the sandbox keeps what sendVoice uploads)
+        await adapter.send(CustomerRef(telegram_id="521234567"), AudioReply(audio=AUDIO))
+        (sent,) = sandbox.state.find_messages(provider="telegram", to="521234567")
+        data, mime = await adapter.download_media(sent.payload["voice"]["file_id"])
+        assert (data, mime) == (AUDIO, "audio/ogg")
+
+        with pytest.raises(SendError) as info:
+            await adapter.download_media("no-such-file")
+        assert info.value.retryable is False
+        assert token not in str(info.value)
