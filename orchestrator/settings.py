@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     body_total_timeout_s: float = 600.0
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: int = 5
+    #: On SIGTERM, open requests get this long; then they are cancelled and the shutdown hooks
+    #: run (a knowledge-base build stops at its next batch), so no request holds a shutdown.
+    shutdown_timeout_s: float = 10.0
     #: ``/metrics`` wants ``Authorization: Bearer <this>``; empty → an admin's token.
     metrics_token: str = ""
     port_range_start: int = 8100

@@ -521,3 +521,64 @@ def test_tts_voice_only_names_voices_in_the_voices_folder(
         session.add(bot)
         session.commit()
     assert client.post("/internal/tts", json={"text": "hi"}, headers=bh).status_code == 200
+
+
+def test_sigterm_does_not_wait_for_an_index_build(tmp_path: Path) -> None:
+    """A real ``flotilla serve``: SIGTERM during a long embedding exits within the shutdown
+    timeout (the request is cancelled, the build stops at its next batch, nothing is kept)."""
+    import signal
+    import subprocess
+
+    import httpx
+
+    from tests.support.orchestrator_proc import OrchestratorProcess
+
+    orch = OrchestratorProcess(
+        tmp_path,
+        FLOTILLA_AI_CHUNK_SIZE="100",
+        FLOTILLA_AI_CHUNK_OVERLAP="0",
+        FLOTILLA_SHUTDOWN_TIMEOUT_S="2",
+        FLOTILLA_AUTO_START_BOTS="false",
+        HF_HUB_OFFLINE="1",
+    ).start()
+    try:
+        kb_id = orch.api("POST", "/admin/knowledge", json={"name": "Big"}).json()["id"]
+        files = {"file": ("warm.txt", DOC_TEXT.encode(), "text/plain")}  # loads the model
+        res = orch.api("POST", f"/admin/knowledge/{kb_id}/documents", files=files, timeout=120)
+        assert res.status_code == 201, res.text
+        # ~30,000 chunks: minutes of embedding on this machine
+        big = "\n\n".join(
+            f"Item {i}: seeds, tools and plants for the garden." for i in range(30000)
+        )
+        outcome: list[Any] = []
+
+        def upload_big() -> None:
+            try:
+                outcome.append(
+                    orch.api(
+                        "POST",
+                        f"/admin/knowledge/{kb_id}/documents",
+                        files={"file": ("big.txt", big.encode(), "text/plain")},
+                        timeout=600,
+                    )
+                )
+            except httpx.HTTPError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=upload_big, daemon=True)
+        worker.start()
+        time.sleep(4.0)
+        assert not outcome, "the big document was embedded too fast to test this"
+        assert orch.proc is not None
+        started = time.monotonic()
+        orch.proc.send_signal(signal.SIGTERM)
+        try:
+            orch.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM waited for the index build (30 s and still running)")
+        assert time.monotonic() - started < 15.0
+        worker.join(timeout=10)
+        meta = json.loads((tmp_path / "data" / "kb" / kb_id / "kb.json").read_text())
+        assert [d["filename"] for d in meta["documents"]] == ["warm.txt"], "half-saved"
+    finally:
+        orch.close()
