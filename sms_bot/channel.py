@@ -11,11 +11,11 @@ import aiohttp
 from aiohttp import web
 
 from shared.botkit.public import public_url_for
-from shared.botkit.spec import Capabilities, ChannelAdapter, ChannelSpec
+from shared.botkit.spec import ChannelAdapter, ChannelSpec
 from shared.channels.base import CustomerRef, InboundMessage
 from shared.phones import normalize_phone
 from sms_bot.adapter import DEFAULT_BASE_URL, TwilioAdapter
-from sms_bot.render import BODY_MAX
+from sms_bot.manifest import MANIFEST
 from sms_bot.webhook import make_routes, validation_enabled
 
 if TYPE_CHECKING:
@@ -33,12 +33,7 @@ class SmsChannel(ChannelSpec):
     """
 
     kind = "sms"
-    capabilities = Capabilities(
-        voice_notes=False,
-        customer_service_window=None,
-        max_buttons=None,
-        max_text=BODY_MAX,
-    )
+    capabilities = MANIFEST.capabilities
     #: Twilio calls each message's ``StatusCallback`` (with its ``?ob=`` tag) when it is sent.
     default_confirm_hold_s = 30.0
 

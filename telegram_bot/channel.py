@@ -13,15 +13,14 @@ from aiohttp import web
 from shared.botkit.public import public_url_for
 from shared.botkit.spec import (
     AnswersCallbacks,
-    Capabilities,
     ChannelAdapter,
     ChannelSpec,
     SetsWebhook,
 )
 from shared.channels.base import CustomerRef, InboundMessage
 from telegram_bot.adapter import DEFAULT_BASE_URL, TelegramAdapter
+from telegram_bot.manifest import MANIFEST
 from telegram_bot.parse import CALLBACK_QUERY_ID
-from telegram_bot.render import TEXT_MAX
 from telegram_bot.webhook import make_routes
 
 if TYPE_CHECKING:
@@ -41,12 +40,7 @@ class TelegramChannel(ChannelSpec):
     """
 
     kind = "telegram"
-    capabilities = Capabilities(
-        voice_notes=True,
-        customer_service_window=None,
-        max_buttons=100,
-        max_text=TEXT_MAX,
-    )
+    capabilities = MANIFEST.capabilities
 
 
     def routes(self, ctx: BotContext) -> list[web.AbstractRouteDef]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from shared.botkit.spec import (
-    Capabilities,
     ChannelAdapter,
     ChannelSpec,
     MarksRead,
@@ -26,6 +24,7 @@ from shared.channels.base import (
 from shared.phones import looks_like_phone, phone_digits
 from whatsapp_bot import render
 from whatsapp_bot.adapter import WhatsAppAdapter
+from whatsapp_bot.manifest import MANIFEST
 from whatsapp_bot.webhook import make_routes
 
 if TYPE_CHECKING:
@@ -40,14 +39,7 @@ class WhatsAppChannel(ChannelSpec):
     """WhatsApp Cloud API: webhook, Graph adapter, 24-hour window, Meta's limits."""
 
     kind = "whatsapp"
-    capabilities = Capabilities(
-        voice_notes=True,
-        templates=True,
-        customer_service_window=timedelta(hours=24),
-        max_buttons=render.BUTTONS_MAX,
-        lists=True,
-        max_text=render.TEXT_MAX,
-    )
+    capabilities = MANIFEST.capabilities
     #: Meta echoes ``biz_opaque_callback_data`` in status webhooks (usually within seconds).
     default_confirm_hold_s = 30.0
 

@@ -7,14 +7,14 @@ The runtime never probes an adapter with ``getattr``: an optional ability is a
 :class:`SendsVoice`, :class:`SendsTemplates`, :class:`MarksRead`, :class:`AnswersCallbacks`,
 :class:`SetsWebhook`) checked with ``isinstance``, so mypy checks every call's signature. What a
 channel can show (voice notes, templates, buttons, lists, text length, a customer-service window)
-is declared once as the spec's :class:`Capabilities`.
+is declared once, in the channel's manifest (:class:`shared.channels.registry.Capabilities`,
+re-exported here); the spec carries it as :attr:`ChannelSpec.capabilities`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -22,11 +22,30 @@ import aiohttp
 from aiohttp import web
 
 from shared.channels.base import CustomerRef, InboundMessage, Reply, SendError
+from shared.channels.registry import Capabilities
 from shared.phones import looks_like_phone, phone_digits
 from shared.store.files import bot_db_filename
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
+
+__all__ = [
+    "VOICE_MIME",
+    "AnswersCallbacks",
+    "Capabilities",
+    "ChannelAdapter",
+    "ChannelSpec",
+    "DownloadsMedia",
+    "MarksRead",
+    "PartCallback",
+    "PartCounter",
+    "SendsTemplates",
+    "SendsVoice",
+    "SetsWebhook",
+    "UploadsMedia",
+    "part_tag",
+    "send_parts",
+]
 
 #: The audio format of a voice note everywhere in the fleet (what ``/internal/tts`` returns).
 VOICE_MIME = "audio/ogg"
@@ -217,35 +236,13 @@ class SetsWebhook(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a channel can show and when it may write, declared once on its :class:`ChannelSpec`.
-
-    Attributes:
-        voice_notes: TTS replies go out as voice notes (the adapter is :class:`SendsVoice`);
-            ``False``: voice replies are skipped (logged) and the text reply stands alone.
-        templates: approved templates may be sent outside the customer-service window.
-        customer_service_window: how long after a customer's last message free-form replies
-            are allowed (WhatsApp: 24 h); ``None`` when the channel has no such rule.
-        max_buttons: reply buttons in one message (``None``: no buttons, options as text).
-        lists: single-select list messages.
-        max_text: characters in one text message (longer text is split).
-    """
-
-    voice_notes: bool = False
-    templates: bool = False
-    customer_service_window: timedelta | None = None
-    max_buttons: int | None = None
-    lists: bool = False
-    max_text: int = 4096
-
-
 class ChannelSpec(ABC):
     """One messaging channel (WhatsApp, SMS, Telegram) as the bot runtime sees it.
 
     Attributes:
         kind: ``whatsapp``, ``sms`` or ``telegram``.
-        capabilities: what the channel can show and when it may write (:class:`Capabilities`).
+        capabilities: what the channel can show and when it may write: its manifest's
+            :class:`~shared.channels.registry.Capabilities`.
         default_confirm_hold_s: how long a reply interrupted by a crash waits for the
             provider's confirmation before it is sent again (0: the provider never confirms).
     """

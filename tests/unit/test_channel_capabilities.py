@@ -31,6 +31,7 @@ from shared.botkit.spec import (
     SetsWebhook,
     UploadsMedia,
 )
+from shared.channels import registry
 from shared.channels.base import (
     AudioReply,
     CustomerRef,
@@ -111,6 +112,12 @@ def test_spec_and_adapter_live_in_one_module() -> None:
     assert ChannelSpec.__module__ == ChannelAdapter.__module__ == "shared.botkit.spec"
     for protocol in PROTOCOLS:
         assert protocol.__module__ == "shared.botkit.spec"
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_a_spec_carries_its_manifests_capabilities(kind: str) -> None:
+    """Capabilities are declared once, in the manifest; the spec reads them from there."""
+    assert CHANNELS[kind].capabilities is registry.get(kind).capabilities
 
 
 def _probes(path: Path) -> list[str]:
