@@ -1,4 +1,4 @@
-"""FastAPI dependencies: settings, DB session, current user and role checks."""
+"""FastAPI dependencies: settings, DB session, supervisor, current user and role checks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from orchestrator.models import User
 from orchestrator.security import SecretBox, decode_access_token
 from orchestrator.settings import Settings
+from orchestrator.supervisor import Supervisor
 
 SESSION_COOKIE = "flotilla_session"
 
@@ -41,9 +42,15 @@ def get_box(request: Request) -> SecretBox:
     return request.app.state.box  # type: ignore[no-any-return]
 
 
+def get_supervisor(request: Request) -> Supervisor:
+    """The app's bot supervisor (one per app, built in ``create_app``)."""
+    return request.app.state.supervisor  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_db)]
 BoxDep = Annotated[SecretBox, Depends(get_box)]
+SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
 
 
 def _unauthorized(detail: str) -> HTTPException:

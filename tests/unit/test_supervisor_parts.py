@@ -6,7 +6,8 @@ import random
 from pathlib import Path
 
 from orchestrator.supervisor.backoff import FlappingDetector, respawn_delay
-from orchestrator.supervisor.supervisor import Supervisor, Watcher, log_path
+from orchestrator.supervisor.supervisor import Supervisor, log_path
+from orchestrator.supervisor.watcher import Watcher
 from tests.conftest import make_settings
 
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import crud
-from orchestrator.api.deps import BoxDep, CurrentUser, SessionDep
+from orchestrator.api.deps import BoxDep, CurrentUser, SessionDep, SupervisorDep
 from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
 from orchestrator.models import BotInstance
 from orchestrator.settings import Settings
@@ -82,19 +82,14 @@ def bot_db_path(settings: Settings, kind: str, instance_id: str) -> Path:
 # ---------------------------------------------------------------- the running bot
 
 
-def _supervisor(request: Request) -> Supervisor:
-    return request.app.state.supervisor  # type: ignore[no-any-return]
-
-
 def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
 async def _control(
-    request: Request, instance: BotInstance, path: str, body: dict[str, Any]
+    sup: Supervisor, instance: BotInstance, path: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     """POST to the running bot's control API; 409 when it does not run, 502 when it refuses."""
-    sup = _supervisor(request)
     watcher = sup.watchers.get(instance.id)
     if watcher is None or watcher.state != "running":
         state = watcher.state if watcher is not None else "stopped"
@@ -312,13 +307,13 @@ async def get_conversation(
 
 @router.post(f"{KEY_PATH}/messages", status_code=status.HTTP_202_ACCEPTED)
 async def send_message(
-    request: Request, body: OperatorMessage, instance: ManagedInstance
+    sup: SupervisorDep, body: OperatorMessage, instance: ManagedInstance
 ) -> dict[str, Any]:
     """Send an operator's message through the running bot (not running → 409)."""
     if not body.text.strip():
         raise crud.FieldError(["body", "text"], "the message is empty")
     result = await _control(
-        request, instance, "/control/send", {"to": body.to.strip(), "text": body.text}
+        sup, instance, "/control/send", {"to": body.to.strip(), "text": body.text}
     )
     logger.info("operator message queued", extra={"bot_id": instance.id})
     return {"ok": True, "outbox_id": result.get("outbox_id")}
@@ -326,13 +321,13 @@ async def send_message(
 
 @router.post(f"{KEY_PATH}/simulate", status_code=status.HTTP_202_ACCEPTED)
 async def simulate_message(
-    request: Request, body: SimulatedMessage, instance: ManagedInstance
+    sup: SupervisorDep, body: SimulatedMessage, instance: ManagedInstance
 ) -> dict[str, Any]:
     """Test chat: deliver a customer message (text or a button/row id) to the running bot."""
     if not (body.text or "").strip() and not body.payload:
         raise crud.FieldError(["body", "text"], "type a message or pick a button")
     result = await _control(
-        request,
+        sup,
         instance,
         "/control/simulate",
         {

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from orchestrator import crud
-from orchestrator.api.deps import CurrentUser, SessionDep
+from orchestrator.api.deps import CurrentUser, SessionDep, SupervisorDep
 from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
 from orchestrator.models import BotInstance
-from orchestrator.supervisor import Supervisor, SupervisorError
+from orchestrator.supervisor import SupervisorError
 
 router = APIRouter(tags=["fleet"])
-
-
-def supervisor_of(request: Request) -> Supervisor:
-    """The app's supervisor."""
-    return request.app.state.supervisor  # type: ignore[no-any-return]
 
 
 def _finish(
@@ -54,7 +49,7 @@ def _release(session: SessionDep, instance: BotInstance) -> tuple[str, str, bool
 
 
 async def _start(
-    request: Request,
+    sup: SupervisorDep,
     instance: BotInstance,
     session: SessionDep,
     user: CurrentUser,
@@ -64,7 +59,6 @@ async def _start(
     bot_id, kind, enabled = await run_in_threadpool(_release, session, instance)
     if not enabled:  # checked before a restart stops it
         raise HTTPException(status.HTTP_409_CONFLICT, "bot is disabled; enable it before starting")
-    sup = supervisor_of(request)
     try:
         result = await (sup.restart if restart else sup.start)(bot_id, kind)
     except SupervisorError as exc:
@@ -76,34 +70,34 @@ async def _start(
 
 @router.post("/admin/{kind}/instances/{instance_id}/start")
 async def start_bot(
-    request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
+    sup: SupervisorDep, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Start the bot and set ``auto_start``; a disabled bot or a taken port → 409."""
-    return await _start(request, instance, session, user, restart=False)
+    return await _start(sup, instance, session, user, restart=False)
 
 
 @router.post("/admin/{kind}/instances/{instance_id}/stop")
 async def stop_bot(
-    request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
+    sup: SupervisorDep, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop the bot (SIGTERM, 5 s, SIGKILL) and clear ``auto_start``."""
     bot_id, kind, _enabled = await run_in_threadpool(_release, session, instance)
     await run_in_threadpool(_finish, session, bot_id, user, "bot.stop", False)
-    return await supervisor_of(request).stop(bot_id, kind)
+    return await sup.stop(bot_id, kind)
 
 
 @router.post("/admin/{kind}/instances/{instance_id}/restart")
 async def restart_bot(
-    request: Request, instance: ManagedInstance, session: SessionDep, user: CurrentUser
+    sup: SupervisorDep, instance: ManagedInstance, session: SessionDep, user: CurrentUser
 ) -> dict[str, Any]:
     """Stop then start; ``auto_start`` is kept as it is."""
-    return await _start(request, instance, session, user, restart=True)
+    return await _start(sup, instance, session, user, restart=True)
 
 
 @router.get("/admin/{kind}/instances/{instance_id}/status")
-def bot_status(request: Request, instance: VisibleInstance) -> dict[str, Any]:
+def bot_status(sup: SupervisorDep, instance: VisibleInstance) -> dict[str, Any]:
     """State, pid, port, uptime, RSS, CPU, restarts, last exit code and error."""
-    result = supervisor_of(request).status(instance.id, instance.kind)
+    result = sup.status(instance.id, instance.kind)
     result["port"] = result["port"] or instance.webhook_port
     result["auto_start"] = instance.auto_start
     result["enabled"] = instance.enabled
@@ -112,23 +106,22 @@ def bot_status(request: Request, instance: VisibleInstance) -> dict[str, Any]:
 
 @router.get("/admin/{kind}/instances/{instance_id}/logs", response_model=None)
 def bot_logs(
-    request: Request,
+    sup: SupervisorDep,
     instance: VisibleInstance,
     lines: Annotated[int, Query(ge=1, le=5000)] = 100,
     format: Annotated[str, Query(pattern="^(json|text)$")] = "json",  # noqa: A002 - query name
 ) -> dict[str, Any] | PlainTextResponse:
     """The last ``lines`` lines of ``logs/{kind}_bot_{id}.log``."""
-    tail = supervisor_of(request).tail(instance.kind, instance.id, lines)
+    tail = sup.tail(instance.kind, instance.id, lines)
     if format == "text":
         return PlainTextResponse("\n".join(tail) + ("\n" if tail else ""))
     return {"id": instance.id, "kind": instance.kind, "lines": tail}
 
 
 @router.get("/admin/fleet")
-def fleet(request: Request, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+def fleet(sup: SupervisorDep, session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
     """Every bot the caller may see, with its status."""
     owner = user.id if user.role == "user" else None
-    sup = supervisor_of(request)
     out = []
     for instance in crud.list_instances(session=session, owner_id=owner):
         st = sup.status(instance.id, instance.kind)

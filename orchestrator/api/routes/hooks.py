@@ -30,6 +30,7 @@ from sqlmodel import Session
 import sms_bot.manifest
 import telegram_bot.manifest
 import whatsapp_bot.manifest
+from orchestrator.api.deps import SupervisorDep
 from orchestrator.crud import InstanceRules
 from orchestrator.models import BotInstance
 
@@ -154,7 +155,9 @@ async def _forward(
     methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
     include_in_schema=False,
 )
-async def forward_hook(request: Request, kind: str, instance_id: str, path: str) -> Response:
+async def forward_hook(
+    request: Request, sup: SupervisorDep, kind: str, instance_id: str, path: str
+) -> Response:
     """Forward a provider's request to the bot's public route; 404 for unknown bots and routes,
     405 for a method the route does not take, 413 for a body over the limit, 503 when the bot
     is down, 504 when it takes too long."""
@@ -182,7 +185,7 @@ async def forward_hook(request: Request, kind: str, instance_id: str, path: str)
     try:
         async with asyncio.timeout(total):
             return await _forward(
-                request.app.state.supervisor.http,
+                sup.http,
                 request,
                 url,
                 int(settings.hooks_max_body_bytes),

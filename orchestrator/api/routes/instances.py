@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
 from orchestrator import crud
-from orchestrator.api.deps import BoxDep, CurrentUser, SessionDep, SettingsDep, WriterUser
+from orchestrator.api.deps import (
+    BoxDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    SupervisorDep,
+    WriterUser,
+)
 from orchestrator.models import BotInstance, User
 from orchestrator.schemas import InstanceCreate, InstanceFields, Kind
 from orchestrator.settings import Settings
@@ -116,7 +123,7 @@ def get_instance(instance: VisibleInstance, box: BoxDep, user: CurrentUser) -> d
 
 @router.put("/{instance_id}")
 async def update_instance(
-    request: Request,
+    supervisor: SupervisorDep,
     instance_in: InstanceFields,
     instance: ManagedInstance,
     session: SessionDep,
@@ -145,15 +152,13 @@ async def update_instance(
         object_id=instance.id,
         detail={"fields": sorted(instance_in.model_fields_set)},
     )
-    supervisor = getattr(request.app.state, "supervisor", None)
-    if supervisor is not None:
-        await supervisor.reload(instance.id)
+    await supervisor.reload(instance.id)
     return crud.instance_settings(instance, box, reveal=False, show_tail=True)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_instance(
-    request: Request,
+    supervisor: SupervisorDep,
     instance: ManagedInstance,
     session: SessionDep,
     user: CurrentUser,
@@ -161,9 +166,7 @@ async def delete_instance(
 ) -> Response:
     """Delete a bot, stopping it first if it runs, with its database (customers, messages),
     logs and pid file. Its id is retired: no later bot gets it (nor its data)."""
-    supervisor = getattr(request.app.state, "supervisor", None)
-    if supervisor is not None:
-        await supervisor.forget(instance.id)
+    await supervisor.forget(instance.id)
     kind, instance_id = instance.kind, instance.id
     crud.delete_instance_rows(session=session, instance=instance)
     crud.audit(
