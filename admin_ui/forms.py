@@ -12,8 +12,6 @@ from typing import Any
 
 from starlette.datastructures import FormData
 
-from orchestrator.schemas import SECRET_FIELDS
-
 
 @dataclass(frozen=True)
 class FormField:
@@ -28,48 +26,6 @@ class FormField:
     placeholder: str = ""
     rows: int = 4
 
-
-CHANNEL_FORM_FIELDS: dict[str, list[FormField]] = {
-    "whatsapp": [
-        FormField("phone_number_id", "Phone number ID", help="From Meta's WhatsApp → API setup"),
-        FormField("waba_id", "WhatsApp Business Account ID"),
-        FormField("access_token", "Access token", "secret"),
-        FormField("app_secret", "App secret", "secret", help="Checks X-Hub-Signature-256"),
-        FormField("verify_token", "Verify token", "secret", help="For Meta's webhook handshake"),
-        FormField(
-            "graph_api_base_url",
-            "Graph API base URL",
-            help="https://graph.facebook.com, or the sandbox: http://127.0.0.1:8090/graph",
-        ),
-        FormField("graph_api_version", "Graph API version", placeholder="v21.0"),
-        FormField(
-            "wa_template_name",
-            "Template outside 24 h",
-            help="Approved template sent when the customer-service window is closed",
-        ),
-        FormField("wa_template_language", "Template language", placeholder="en_US"),
-    ],
-    "sms": [
-        FormField("account_sid", "Account SID"),
-        FormField("auth_token", "Auth token", "secret"),
-        FormField("from_number", "From number", placeholder="+15550001111"),
-        FormField("messaging_service_sid", "Messaging service SID"),
-        FormField(
-            "twilio_base_url",
-            "Twilio base URL",
-            help="https://api.twilio.com, or the sandbox: http://127.0.0.1:8090/twilio",
-        ),
-    ],
-    "telegram": [
-        FormField("bot_token", "Bot token", "secret", help="From @BotFather"),
-        FormField("webhook_secret", "Webhook secret", "secret"),
-        FormField(
-            "telegram_api_base_url",
-            "Bot API base URL",
-            help="https://api.telegram.org, or the sandbox: http://127.0.0.1:8090/telegram",
-        ),
-    ],
-}
 
 COMMON_SETTINGS = [
     FormField("name", "Name"),
@@ -103,10 +59,7 @@ SECTIONS: dict[str, list[FormField]] = {
         ),
     ],
     "tts": [
-        FormField(
-            "tts_enabled", "Reply with a voice note too", "bool",
-            help="WhatsApp and Telegram; SMS bots send the text only",
-        ),
+        FormField("tts_enabled", "Reply with a voice note too", "bool"),
         FormField("tts_engine", "Engine", "select", options=("piper", "xtts", "openvoice")),
         FormField(
             "tts_voice", "Voice",
@@ -119,7 +72,7 @@ SECTIONS: dict[str, list[FormField]] = {
             "Allowed (one per line)",
             "lines",
             rows=6,
-            help="Phones (E.164) or WhatsApp BSUIDs. Empty: everyone may write",
+            help="Customer ids, phones in E.164. Empty: everyone may write",
         ),
         FormField("blocked_phones", "Blocked (one per line)", "lines", rows=6),
     ],
@@ -157,10 +110,11 @@ TABS: list[tuple[str, str, bool]] = [
 TAB_NAMES = {slug for slug, _label, _form in TABS}
 
 
-def fields_for(section: str, kind: str) -> list[FormField]:
-    """The inputs of one settings tab of a bot of ``kind``."""
+def fields_for(section: str, channel_fields: list[FormField] | None = None) -> list[FormField]:
+    """The inputs of one settings tab; the Settings tab adds the channel's own fields (built
+    from its manifest, see :meth:`admin_ui.channels.UiChannel.form_fields`)."""
     if section == "settings":
-        return [*COMMON_SETTINGS, *CHANNEL_FORM_FIELDS[kind]]
+        return [*COMMON_SETTINGS, *(channel_fields or [])]
     return SECTIONS.get(section, [])
 
 
@@ -237,7 +191,3 @@ def parse_form(
             body[f.name] = text
     return body, errors, echo
 
-
-def is_secret(kind: str, name: str) -> bool:
-    """Whether ``name`` is a secret setting of a ``kind`` bot."""
-    return name in SECRET_FIELDS.get(kind, ())

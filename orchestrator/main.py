@@ -39,10 +39,12 @@ from orchestrator.api.routes import (
     channels,
     conversations,
     fleet,
+    funnels,
     hooks,
     instances,
     knowledge,
     llm_providers,
+    slugs,
     users,
 )
 from orchestrator.crud import FieldError
@@ -257,6 +259,8 @@ def create_app(
     app.include_router(channels.router)
     app.include_router(instances.router)
     app.include_router(fleet.router)
+    app.include_router(funnels.router)
+    app.include_router(slugs.router)
     app.include_router(knowledge.router)
     app.include_router(llm_providers.router)
     app.include_router(ai.router)
