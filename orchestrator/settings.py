@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     ai_chunk_overlap: int = 120
     ai_rag_top_k: int = 4
     ai_rag_min_score: float = 0.25
-    ai_extractive_min_score: float = 0.5
+    ai_extractive_min_score: float = 0.42
     ai_rag_min_lexical: float = 0.5
     ai_escalation_text: str = "Thanks for your question! A colleague will get back to you shortly."
     ai_max_import_bytes: int = 250 * 1024 * 1024

@@ -106,7 +106,7 @@ class AISettings(BaseModel):
     rag_top_k: int = 4
     rag_min_score: float = 0.25
     rag_min_lexical: float = 0.5
-    extractive_min_score: float = 0.5
+    extractive_min_score: float = 0.42
     escalation_text: str = "Thanks for your question! A colleague will get back to you shortly."
     max_import_bytes: int = 250 * 1024 * 1024
     max_upload_bytes: int = 50 * 1024 * 1024

@@ -42,10 +42,7 @@ NEIGHBOUR_MARGIN = 0.06
 #: How many content words the kind of answer asked for weighs as (see :func:`unit_score`).
 TYPED_WORDS = 1
 #: Taken off a unit's score when it shares no content word with the question.
-NO_WORDS_PENALTY = 0.0
-#: How much of the question's semantic baseline above :data:`TYPICAL_BASELINE` is taken off.
-BASELINE_WEIGHT = 1.0
-TYPICAL_BASELINE = 0.3
+NO_WORDS_PENALTY = 0.15
 
 _ANSWER_TYPES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
     (  # when / opening hours
@@ -176,9 +173,6 @@ class Candidate:
         has_terms: the question has content words besides the kind of answer it asks for.
         typed: the question asks for a kind of answer (a time, a price, an address, a phone
             number); ``type_match``: how well this unit and its heading are that kind (0..1).
-        semantic_mean: mean ``semantic`` of all the question's candidates: the embedding
-            model's baseline for this question (high for any text in a language it does not
-            know well).
         score: see :func:`unit_score`.
     """
 
@@ -192,15 +186,13 @@ class Candidate:
     has_terms: bool = True
     typed: bool = False
     type_match: float = 0.0
-    semantic_mean: float = 0.0
     score: float = 0.0
 
 
 def unit_score(c: Candidate) -> float:
     """How surely a unit answers the question.
 
-    ``SEMANTIC_WEIGHT`` of the embedding similarity (less the question's baseline above a
-    typical one, see :attr:`Candidate.semantic_mean`) plus the rest of the word evidence:
+    ``SEMANTIC_WEIGHT`` of the embedding similarity plus the rest of the word evidence:
     the mean coverage of the question's content words with and without headings; a question
     that asks for a kind of answer counts that kind as :data:`TYPED_WORDS` more words, or as
     all of them when it has no other. Then :data:`ANSWER_TYPE_BONUS` for the right kind of
@@ -214,8 +206,7 @@ def unit_score(c: Candidate) -> float:
         lexical = c.type_match  # "where are you?", "what's your number?"
     elif c.typed:
         lexical = (lexical * TYPED_WORDS + c.type_match) / (TYPED_WORDS + 1)
-    semantic = c.semantic - BASELINE_WEIGHT * (c.semantic_mean - TYPICAL_BASELINE)
-    score = SEMANTIC_WEIGHT * semantic + (1 - SEMANTIC_WEIGHT) * lexical
+    score = SEMANTIC_WEIGHT * c.semantic + (1 - SEMANTIC_WEIGHT) * lexical
     if c.has_terms and c.lexical_context == 0:
         # A price is no answer to "how much is a crown?" when no crown is mentioned.
         score -= NO_WORDS_PENALTY
@@ -252,7 +243,7 @@ class ExtractiveBackend(LLMBackend):
         *,
         retriever: Retriever | None,
         encoder: SentenceEncoder | None = None,
-        min_score: float = 0.5,
+        min_score: float = 0.42,
         escalation_text: str = "A colleague will get back to you shortly.",
         query: str | None = None,
     ) -> None:
@@ -349,8 +340,6 @@ class ExtractiveBackend(LLMBackend):
             vectors = self.encoder([query, *match_texts])
             for candidate, similarity in zip(out, vectors[1:] @ vectors[0], strict=True):
                 candidate.semantic = float(similarity)
-        mean = sum(c.semantic for c in out) / len(out)
         for candidate in out:
-            candidate.semantic_mean = mean
             candidate.score = unit_score(candidate)
         return out

@@ -56,8 +56,18 @@ def stem(word: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ``text`` (letters and digits; apostrophes and hyphens kept inside)."""
-    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    """Lower-case words of ``text`` (letters and digits; apostrophes kept inside). A hyphenated
+    word counts whole and as its parts: "e-bike" is also "ebike", "e" and "bike"."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        word = word.lower().replace("’", "'")
+        if "-" in word:
+            parts = word.split("-")
+            out.append("".join(parts))
+            out.extend(part for part in parts if part)
+        else:
+            out.append(word)
+    return out
 
 
 def tokens(text: str) -> list[str]:
