@@ -33,6 +33,7 @@ from orchestrator.schemas import (
     InstanceFields,
     UserCreate,
     UserUpdate,
+    check_base_url,
     provider_url_allowed,
 )
 from orchestrator.security import (
@@ -42,6 +43,7 @@ from orchestrator.security import (
     is_mask,
     mask_secret,
 )
+from shared.channels import registry as channel_registry
 from shared.store.files import bot_db_filename
 
 if TYPE_CHECKING:
@@ -299,6 +301,11 @@ def start_refusal(instance: BotInstance, rules: InstanceRules) -> str | None:
     """Why a stored bot may not start under today's rules (a row saved before the rules, or
     edited in the database): its port outside the bot port range, or a provider URL that is
     neither official nor allowed. ``None`` when it may start."""
+    if not channel_registry.is_kind(instance.kind):
+        return (
+            f"no channel kind {instance.kind!r} is registered (a plugin channel needs its "
+            "module in FLOTILLA_CHANNEL_PLUGINS)"
+        )
     port = instance.webhook_port
     if port is not None and not rules.port_in_range(port):
         low, high = rules.port_range
@@ -310,11 +317,17 @@ def start_refusal(instance: BotInstance, rules: InstanceRules) -> str | None:
     for key, official in OFFICIAL_PROVIDER_URLS.items():
         value = config.get(key)
         if value and not provider_url_allowed(key, str(value), rules.allowed_provider_urls):
-            return (
-                f"{key} must be {official}; other URLs (proxies, a sandbox) need an admin to "
-                "allow them in FLOTILLA_ALLOWED_PROVIDER_URLS"
-            )
+            return _url_refusal(key, official)
     return None
+
+
+def _url_refusal(key: str, official: str) -> str:
+    if not official:  # a plugin channel's URL without an official API
+        return f"{key} must be a URL an admin allowed in FLOTILLA_ALLOWED_PROVIDER_URLS"
+    return (
+        f"{key} must be {official}; other URLs (proxies, a sandbox) need an admin to "
+        "allow them in FLOTILLA_ALLOWED_PROVIDER_URLS"
+    )
 
 
 def _check_provider_urls(fields: dict[str, Any], rules: InstanceRules) -> None:
@@ -324,11 +337,47 @@ def _check_provider_urls(fields: dict[str, Any], rules: InstanceRules) -> None:
         if not value:
             continue  # empty: the bot uses the official URL
         if not provider_url_allowed(key, str(value), rules.allowed_provider_urls):
-            raise FieldError(
-                ["body", key],
-                f"{key} must be {official}; other URLs (proxies, a sandbox) need an admin to "
-                "allow them in FLOTILLA_ALLOWED_PROVIDER_URLS",
-            )
+            raise FieldError(["body", key], _url_refusal(key, official))
+
+
+def _check_declared_fields(kind: str, fields: dict[str, Any]) -> None:
+    """A plugin channel's settings (keys :class:`InstanceFields` does not declare) against the
+    kind's manifest: the type and length its :class:`ConfigField` gives."""
+    manifest = channel_registry.get(kind)
+    for key, value in list(fields.items()):
+        if key in InstanceFields.model_fields:
+            continue
+        spec = manifest.field(key)
+        if spec is None:
+            raise FieldError(["body", key], f"{key!r} is not a setting of a {kind} bot")
+        fields[key] = _declared_value(spec, value)
+
+
+def _declared_value(spec: channel_registry.ConfigField, value: Any) -> Any:
+    loc: list[str | int] = ["body", spec.name]
+    if value is None:
+        return "" if spec.secret else spec.default
+    if spec.type == "bool":
+        if not isinstance(value, bool):
+            raise FieldError(loc, "must be true or false")
+        return value
+    if spec.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**53:
+            raise FieldError(loc, "must be a whole number")
+        return value
+    if not isinstance(value, str):
+        raise FieldError(loc, "must be a string")
+    if spec.max_length is not None and len(value) > spec.max_length:
+        raise FieldError(loc, f"must be at most {spec.max_length} characters")
+    if spec.type != "text" and any(ord(ch) < 32 for ch in value):
+        raise FieldError(loc, "must be one line without control characters")
+    if spec.type == "url" and value and not is_mask(value):
+        try:
+            check_base_url(value)
+        except ValueError as exc:
+            raise FieldError(loc, str(exc)) from None
+        return value.rstrip("/")
+    return value
 
 
 def _check_funnel(funnel: dict[str, Any] | None) -> None:
@@ -365,6 +414,7 @@ def _apply(
 ) -> None:
     fields = data.model_dump(exclude_unset=True)
     kind = instance.kind
+    _check_declared_fields(kind, fields)
     allowed = set(COMMON_DEFAULTS) | set(CHANNEL_FIELDS[kind]) | set(SECRET_FIELDS[kind])
     allowed |= {"name", "webhook_port", "enabled", "auto_start", "owner_id"}
     for key in fields:
@@ -480,10 +530,11 @@ def instance_settings(
         "webhook_port": instance.webhook_port,
     }
     config = instance.config or {}
-    for key, default in {**COMMON_DEFAULTS, **CHANNEL_FIELDS[kind]}.items():
+    # A kind no longer registered (its plugin not loaded) shows its common settings only.
+    for key, default in {**COMMON_DEFAULTS, **CHANNEL_FIELDS.get(kind, {})}.items():
         out[key] = config.get(key, default)
     secrets = box.decrypt(instance.secrets_enc)
-    for key in SECRET_FIELDS[kind]:
+    for key in SECRET_FIELDS.get(kind, ()):
         value = secrets.get(key, "")
         out[key] = value if reveal else mask_secret(value, tail=show_tail)
     out["created_at"] = instance.created_at.isoformat()

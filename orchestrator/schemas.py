@@ -7,49 +7,72 @@ the store keeps channel/AI/access settings in ``BotInstance.config`` and secrets
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from shared.channels import registry
 from shared.phones import normalize_phone
 
-Kind = Literal["whatsapp", "sms", "telegram"]
 #: A user id as the database can hold it (a larger int would be a driver error, not a 422).
 UserId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Role = Literal["admin", "user", "guest"]
-KINDS: tuple[str, ...] = ("whatsapp", "sms", "telegram")
 
-#: Secret fields per kind (encrypted at rest, masked in responses).
-SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "whatsapp": ("access_token", "verify_token", "app_secret"),
-    "sms": ("auth_token",),
-    "telegram": ("bot_token", "webhook_secret"),
-}
-#: Non-secret channel fields per kind, with their defaults.
-CHANNEL_FIELDS: dict[str, dict[str, Any]] = {
-    "whatsapp": {
-        "phone_number_id": "",
-        "waba_id": "",
-        "graph_api_base_url": "https://graph.facebook.com",
-        "graph_api_version": "v21.0",
-        "wa_template_name": "",
-        "wa_template_language": "en_US",
-    },
-    "sms": {
-        "account_sid": "",
-        "from_number": "",
-        "messaging_service_sid": "",
-        "twilio_base_url": "https://api.twilio.com",
-        "twilio_validate_signature": True,
-    },
-    "telegram": {
-        "telegram_api_base_url": "https://api.telegram.org",
-        "telegram_set_webhook": True,
-    },
-}
+
+def check_kind(value: str) -> str:
+    """``value`` if it is a registered channel kind (``shared.channels.registry``), else
+    ``ValueError`` (a 422 in a body; the instance routes answer 404 for an unknown path kind)."""
+    if not registry.is_kind(value):
+        known = ", ".join(registry.kinds())
+        raise ValueError(f"unknown channel kind {value!r}: use one of {known}")
+    return value
+
+
+#: A channel kind: any kind in the registry (the shipped ones and plugins).
+Kind = Annotated[str, AfterValidator(check_kind)]
+
+
+class _Kinds(Sequence[str]):
+    """The registered kinds, read from the registry on each use (plugins register late)."""
+
+    def __getitem__(self, index: Any) -> Any:
+        return registry.kinds()[index]
+
+    def __len__(self) -> int:
+        return len(registry.kinds())
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and registry.is_kind(value)
+
+    def __repr__(self) -> str:
+        return repr(registry.kinds())
+
+
+class _PerKind(Mapping[str, Any]):
+    """A read-only ``kind → value`` view derived from each manifest on access."""
+
+    def __init__(self, derive: Callable[[registry.ChannelManifest], Any]) -> None:
+        self._derive = derive
+
+    def __getitem__(self, kind: str) -> Any:
+        return self._derive(registry.get(kind))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.kinds())
+
+    def __len__(self) -> int:
+        return len(registry.kinds())
+
+
+#: Every registered kind (``whatsapp``, ``sms``, ``telegram`` and plugins).
+KINDS: Sequence[str] = _Kinds()
+#: Secret fields per kind (encrypted at rest, masked in responses), from the manifests.
+SECRET_FIELDS: Mapping[str, tuple[str, ...]] = _PerKind(lambda m: m.secret_fields)
+#: Non-secret channel fields per kind, with their defaults, from the manifests.
+CHANNEL_FIELDS: Mapping[str, dict[str, Any]] = _PerKind(lambda m: m.defaults)
 #: Settings every kind has, with their defaults.
 COMMON_DEFAULTS: dict[str, Any] = {
     "llm_backend": "extractive",
@@ -83,13 +106,32 @@ def check_voice_name(value: str | None) -> str | None:
     return value
 
 
+class _ProviderUrls(Mapping[str, str]):
+    """Every ``url`` field of a registered channel → its default (the official API; ``""``
+    when the channel has none, so only the admin's allow-list admits a value)."""
+
+    def _all(self) -> dict[str, str]:
+        return {
+            f.name: str(f.default or "")
+            for m in registry.manifests()
+            for f in m.fields
+            if f.type == "url"
+        }
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 #: The official API of each provider: the only base URLs a bot may use unless an admin allows
-#: others (``FLOTILLA_ALLOWED_PROVIDER_URLS``; the sandbox's own URL when it runs).
-OFFICIAL_PROVIDER_URLS: dict[str, str] = {
-    "graph_api_base_url": "https://graph.facebook.com",
-    "twilio_base_url": "https://api.twilio.com",
-    "telegram_api_base_url": "https://api.telegram.org",
-}
+#: others (``FLOTILLA_ALLOWED_PROVIDER_URLS``; the sandbox's own URL when it runs). Derived
+#: from the channel manifests' ``url`` fields (graph_api_base_url, twilio_base_url, ...).
+OFFICIAL_PROVIDER_URLS: Mapping[str, str] = _ProviderUrls()
 
 
 def check_base_url(value: str) -> SplitResult:
@@ -191,9 +233,14 @@ def _check_access_entry(value: str) -> str:
 
 
 class InstanceFields(BaseModel):
-    """Fields a client may send; everything is optional so one model serves POST and PUT."""
+    """Fields a client may send; everything is optional so one model serves POST and PUT.
 
-    model_config = ConfigDict(extra="forbid")
+    The shipped channels' fields are declared here with their own checks; a plugin channel's
+    fields (``shared.channels.registry``) arrive as extra keys, which the store checks against
+    the bot's manifest (type, length) and refuses when the kind does not declare them.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     webhook_port: int | None = Field(default=None, ge=1024, le=65535)
@@ -277,6 +324,11 @@ class InstanceFields(BaseModel):
         if value:
             check_base_url(value)
         return value.rstrip("/") if value else value
+
+    @field_validator("tts_voice")
+    @classmethod
+    def _tts_voice(cls, value: str | None) -> str | None:
+        return check_voice_name(value)
 
     @field_validator("knowledge_base_ids")
     @classmethod

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import psutil
 
+from shared.channels import registry
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,8 +31,9 @@ class SpawnSpec:
     argv: list[str] = field(default_factory=list)
 
     def command(self) -> list[str]:
-        """``python -m {kind}_bot`` unless ``argv`` overrides it (tests)."""
-        return self.argv or [sys.executable, "-m", f"{self.kind}_bot"]
+        """``python -m {module}`` (the channel manifest's module, e.g. ``whatsapp_bot``) unless
+        ``argv`` overrides it (tests)."""
+        return self.argv or [sys.executable, "-m", registry.get(self.kind).module]
 
 
 class ProcessHandle(ABC):
@@ -105,16 +108,23 @@ class Spawner(ABC):
 
 #: Orchestrator settings a bot must never see (it gets its own config through the internal API).
 _PRIVATE_PREFIXES = ("FLOTILLA_", "DATABASE_URL")
+#: ... except these, which a bot needs too: the plugin channels (a plugin bot's manifest).
+_SHARED_NAMES = frozenset({registry.PLUGINS_ENV})
 
 
 def bot_safe_environ() -> dict[str, str]:
     """The orchestrator's environment without its own secrets and settings
-    (``FLOTILLA_SECRET_KEY`` signs every token; AI API keys; the database URL)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+    (``FLOTILLA_SECRET_KEY`` signs every token; AI API keys; the database URL); the plugin
+    channel list (``FLOTILLA_CHANNEL_PLUGINS``) is passed on."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k in _SHARED_NAMES or not k.startswith(_PRIVATE_PREFIXES)
+    }
 
 
 class LocalProcessSpawner(Spawner):
-    """``python -m {kind}_bot`` in its own process group, output appended to its log file."""
+    """``python -m {module}`` in its own process group, output appended to its log file."""
 
     async def spawn(self, spec: SpawnSpec) -> ProcessHandle:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,8 @@ from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
 from orchestrator.models import BotInstance
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Supervisor
+from shared.channels import registry
+from shared.channels.registry import SandboxPreview
 from shared.phones import looks_like_phone, phone_digits
 from shared.store.files import bot_db_filename
 from shared.store.reader import conversation_messages, count_messages_since, list_conversations
@@ -36,13 +38,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["conversations"])
 
-#: Where each kind's bot sends, and the sandbox provider that records it.
-SANDBOX_PROVIDER = {"whatsapp": "graph", "sms": "twilio", "telegram": "telegram"}
-BASE_URL_FIELD = {
-    "whatsapp": "graph_api_base_url",
-    "sms": "twilio_base_url",
-    "telegram": "telegram_api_base_url",
-}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MAX_WAIT_S = 10.0
 _TAG_RE = re.compile(r"<[^>]+>")
@@ -109,34 +104,48 @@ async def _control(
 # ---------------------------------------------------------------- sandbox replies
 
 
+def sandbox_preview(kind: str) -> SandboxPreview:
+    """How the test chat of ``kind`` reads the sandbox (its manifest's ``sandbox``); 409 for a
+    channel without one."""
+    preview = registry.get(kind).sandbox if registry.is_kind(kind) else None
+    if preview is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"{kind} bots have no sandbox test chat; use the provider"
+        )
+    return preview
+
+
 def _sandbox_base(request: Request, instance: BotInstance, box: Any) -> str:
     """The sandbox the bot sends to, from its provider base URL (loopback only)."""
+    preview = sandbox_preview(instance.kind)
     settings = crud.instance_settings(instance, box, reveal=False)
-    base = str(settings.get(BASE_URL_FIELD[instance.kind]) or "")
+    base = str(settings.get(preview.base_url_field) or "")
     parts = urlsplit(base)
-    provider_path = {"whatsapp": "/graph", "sms": "/twilio", "telegram": "/telegram"}
     path = parts.path.rstrip("/")
     if (
         parts.scheme != "http"
         or parts.hostname not in LOOPBACK_HOSTS
-        or not path.endswith(provider_path[instance.kind])
+        or not path.endswith(preview.path)
     ):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            f"the test chat needs the bot's {BASE_URL_FIELD[instance.kind]} to point at the "
+            f"the test chat needs the bot's {preview.base_url_field} to point at the "
             f"sandbox providers (e.g. http://127.0.0.1:{_settings(request).sandbox_port}"
-            f"{provider_path[instance.kind]})",
+            f"{preview.path})",
         )
-    prefix = path[: -len(provider_path[instance.kind])]
+    prefix = path[: -len(preview.path)]
     return f"{parts.scheme}://{parts.netloc}{prefix}"
 
 
 def sandbox_address(kind: str, customer: str) -> str:
-    """How the sandbox records the recipient: Graph takes phone digits, Twilio E.164."""
+    """How the sandbox records the recipient (the manifest's ``sandbox.address``): Graph takes
+    phone digits, Twilio E.164, others the id as given."""
     customer = customer.strip()
-    if kind == "whatsapp" and looks_like_phone(customer):
+    preview = registry.get(kind).sandbox if registry.is_kind(kind) else None
+    address = preview.address if preview is not None else "raw"
+    if address == "digits" and looks_like_phone(customer):
         return phone_digits(customer)
-    if kind == "sms" and looks_like_phone(customer):
+    if address == "e164" and looks_like_phone(customer):
         return "+" + phone_digits(customer)
     return customer
 
@@ -223,9 +232,11 @@ def render_telegram(payload: dict[str, Any], text: str | None) -> dict[str, Any]
 def render_sandbox_message(kind: str, message: dict[str, Any]) -> dict[str, Any]:
     """One recorded outbound message, rendered for the channel of ``kind``."""
     payload = message.get("payload") or {}
-    if kind == "whatsapp" and isinstance(payload, dict):
+    preview = registry.get(kind).sandbox if registry.is_kind(kind) else None
+    style = preview.render if preview is not None else "text"
+    if style == "graph" and isinstance(payload, dict):
         rendered = render_graph(payload)
-    elif kind == "telegram" and isinstance(payload, dict):
+    elif style == "telegram" and isinstance(payload, dict):
         rendered = render_telegram(payload, message.get("text"))
     else:
         rendered = {
@@ -351,7 +362,7 @@ async def simulate_replies(
 ) -> dict[str, Any]:
     """What the bot sent to a test customer (sandbox log), rendered as its channel shows it."""
     base = _sandbox_base(request, instance, box)
-    provider = SANDBOX_PROVIDER[instance.kind]
+    provider = sandbox_preview(instance.kind).provider
     found = await sandbox_messages(
         request, base, provider, sandbox_address(instance.kind, to), since, wait
     )

@@ -5,12 +5,14 @@ This is the internet's way in (docs/security.md), so it forwards as little as it
 
 * only to a registered bot's port from the store, and only if that port is in the bot port range
   (a row edited by hand to point elsewhere is not followed);
-* only the channel's public routes (``{kind}_bot/manifest.py`` ``PUBLIC_ROUTES``), matched on the
-  normalised path: percent-decoded once, encoded slashes and backslashes refused, ``//``
-  collapsed, ``.``/``..`` resolved; the bot then gets the declared route itself, never the
-  caller's spelling of it. Anything else (``/control/...`` included) is 404;
-* only the headers providers send (content type, their signature headers, user agent): never
-  ``Cookie``, ``Authorization`` or ``X-Forwarded-*``; and no ``Set-Cookie`` back;
+* only the channel's public routes (its manifest's ``public_routes`` in the channel registry,
+  ``shared.channels.registry``; plugin channels too), matched on the normalised path:
+  percent-decoded once, encoded slashes and backslashes refused, ``//`` collapsed, ``.``/``..``
+  resolved; the bot then gets the declared route itself, never the caller's spelling of it.
+  Anything else (``/control/...`` included) is 404;
+* only the headers providers send (content type, user agent, the signature headers the
+  channel's manifest names in ``public_headers``): never ``Cookie``, ``Authorization`` or
+  ``X-Forwarded-*``; and no ``Set-Cookie`` back;
 * at most ``hooks_max_body_bytes`` of body (413 beyond, counted while reading), and within
   ``hooks_timeout_s`` in all (504 beyond).
 """
@@ -27,37 +29,30 @@ import httpx
 from fastapi import APIRouter, Request, Response, status
 from sqlmodel import Session
 
-import sms_bot.manifest
-import telegram_bot.manifest
-import whatsapp_bot.manifest
 from orchestrator.api.deps import SupervisorDep
 from orchestrator.crud import InstanceRules
 from orchestrator.models import BotInstance
+from shared.channels import registry
 
 router = APIRouter(tags=["hooks"])
 
-#: Per kind: public path → the methods its provider uses.
-PUBLIC_ROUTES: dict[str, Mapping[str, tuple[str, ...]]] = {
-    "whatsapp": whatsapp_bot.manifest.PUBLIC_ROUTES,
-    "sms": sms_bot.manifest.PUBLIC_ROUTES,
-    "telegram": telegram_bot.manifest.PUBLIC_ROUTES,
-}
 
-#: Request headers a provider's webhook needs; everything else stays here.
-FORWARD_REQUEST_HEADERS = frozenset(
-    {
-        "content-type",
-        "user-agent",
-        "accept",
-        "x-request-id",
-        "x-hub-signature",  # Meta (SHA-1, legacy)
-        "x-hub-signature-256",  # Meta
-        "x-twilio-signature",
-        "x-twilio-webhooks-signature-settings",
-        "i-twilio-idempotency-token",
-        "x-telegram-bot-api-secret-token",
-    }
-)
+def public_routes(kind: str) -> Mapping[str, tuple[str, ...]]:
+    """The public path → methods of ``kind`` from its manifest (nothing for an unknown kind)."""
+    return registry.get(kind).public_routes if registry.is_kind(kind) else {}
+
+
+#: Request headers every provider's webhook may need; a channel adds its signature headers
+#: (the manifest's ``public_headers``); everything else stays here.
+FORWARD_REQUEST_HEADERS = frozenset({"content-type", "user-agent", "accept", "x-request-id"})
+
+
+def forward_request_headers(kind: str) -> frozenset[str]:
+    """:data:`FORWARD_REQUEST_HEADERS` and the signature headers of ``kind`` (lower case)."""
+    extra = registry.get(kind).public_headers if registry.is_kind(kind) else ()
+    return FORWARD_REQUEST_HEADERS | {h.lower() for h in extra}
+
+
 #: Response headers the provider may see; never ``Set-Cookie`` or the bot's server details.
 FORWARD_RESPONSE_HEADERS = frozenset({"content-type", "x-request-id", "retry-after"})
 
@@ -90,7 +85,7 @@ def normalise_path(raw: str) -> str | None:
 
 def public_route(kind: str, raw: str) -> str | None:
     """The declared public route of ``kind`` that ``raw`` names exactly, else ``None``."""
-    routes = PUBLIC_ROUTES.get(kind, {})
+    routes = public_routes(kind)
     path = normalise_path(raw)
     return path if path is not None and path in routes else None
 
@@ -125,10 +120,15 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 
 async def _forward(
-    http: httpx.AsyncClient, request: Request, url: str, limit: int, timeout: httpx.Timeout
+    http: httpx.AsyncClient,
+    request: Request,
+    url: str,
+    limit: int,
+    timeout: httpx.Timeout,
+    allowed_headers: frozenset[str] = FORWARD_REQUEST_HEADERS,
 ) -> Response:
     body = await read_capped(request, limit)
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() in FORWARD_REQUEST_HEADERS]
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() in allowed_headers]
     upstream = http.build_request(
         request.method, url, headers=headers, content=body, timeout=timeout
     )
@@ -171,7 +171,7 @@ async def forward_hook(
         port = instance.webhook_port if instance and instance.kind == kind else None
     if port is None or not InstanceRules.from_settings(settings).port_in_range(port):
         return Response("no such bot", status_code=status.HTTP_404_NOT_FOUND)
-    methods = PUBLIC_ROUTES[kind][route]
+    methods = public_routes(kind)[route]
     if request.method not in methods:
         return Response(
             "method not allowed",
@@ -190,6 +190,7 @@ async def forward_hook(
                 url,
                 int(settings.hooks_max_body_bytes),
                 timeout,
+                forward_request_headers(kind),
             )
     except BodyTooLarge:
         return Response(

@@ -16,12 +16,27 @@ from orchestrator.api.deps import (
     WriterUser,
 )
 from orchestrator.models import BotInstance, User
-from orchestrator.schemas import InstanceCreate, InstanceFields, Kind
+from orchestrator.schemas import InstanceCreate, InstanceFields
 from orchestrator.settings import Settings
+from shared.channels import registry
 
-router = APIRouter(prefix="/admin/{kind}/instances", tags=["instances"])
 
-KindPath = Annotated[Kind, Path(description="whatsapp, sms or telegram")]
+def known_kind(
+    kind: Annotated[str, Path(max_length=64, description="a registered channel kind")],
+) -> str:
+    """``kind`` if the channel registry knows it (``GET /admin/channels``), else 404."""
+    if not registry.is_kind(kind):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no channel kind {kind!r}")
+    return kind
+
+
+router = APIRouter(
+    prefix="/admin/{kind}/instances", tags=["instances"], dependencies=[Depends(known_kind)]
+)
+
+KindPath = Annotated[
+    str, Path(max_length=64, description="whatsapp, sms, telegram or a plugin channel")
+]
 IdPath = Annotated[str, Path(max_length=64)]
 
 
@@ -55,13 +70,13 @@ def managed_instance(session: SessionDep, kind: str, instance_id: str, user: Use
 def _managed(
     kind: KindPath, instance_id: IdPath, session: SessionDep, user: CurrentUser
 ) -> BotInstance:
-    return managed_instance(session, kind, instance_id, user)
+    return managed_instance(session, known_kind(kind), instance_id, user)
 
 
 def _visible(
     kind: KindPath, instance_id: IdPath, session: SessionDep, user: CurrentUser
 ) -> BotInstance:
-    return visible_instance(session, kind, instance_id, user)
+    return visible_instance(session, known_kind(kind), instance_id, user)
 
 
 ManagedInstance = Annotated[BotInstance, Depends(_managed)]
