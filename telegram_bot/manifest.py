@@ -66,7 +66,8 @@ MANIFEST = ChannelManifest(
             "public address). Turn it off if you register the webhook yourself.",
         ),
     ),
-    identity_schemes=("telegram_user", "username"),
+    # "phone" only when the customer shares their contact (a Telegram "contact" message).
+    identity_schemes=("telegram_user", "username", "phone"),
     capabilities=Capabilities(
         voice_notes=True,
         customer_service_window=None,
