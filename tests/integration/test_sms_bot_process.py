@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -104,16 +103,6 @@ def db_rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
         conn.close()
 
 
-async def wait_for_row(db: Path, sql: str, *args: Any, timeout: float = 5.0) -> sqlite3.Row:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = db_rows(db, sql, *args)
-        if rows:
-            return rows[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no row for {sql} {args}")
-
-
 async def test_sms_bot_process_end_to_end(tmp_path: Path) -> None:
     orch = FakeOrchestrator(config={})
     sandbox_srv, fake_srv = await start_servers(orch)
@@ -145,12 +134,12 @@ async def test_sms_bot_process_end_to_end(tmp_path: Path) -> None:
             assert health["kind"] == "sms"
             assert db.exists()
 
-            # 1. "hi", delivered twice (Twilio retried) → one numbered welcome SMS.
+            # Signatures, redelivery, limits, sending and status callbacks: tests/contract.
+            # 1. "hi" → one numbered welcome SMS.
             hello = inbound("SM" + "a" * 32, "hi")
-            for _ in range(2):
-                r = await post_signed(session, bot, "/webhook", hello)
-                assert r.status == 200
-                assert r.content_type == "text/xml"
+            r = await post_signed(session, bot, "/webhook", hello)
+            assert r.status == 200
+            assert r.content_type == "text/xml"
             welcome = await sms_to(session, sandbox, wait=10)
             assert len(welcome) == 1
             body = welcome[0]["text"]
@@ -161,8 +150,6 @@ async def test_sms_bot_process_end_to_end(tmp_path: Path) -> None:
             assert welcome[0]["payload"]["From"] == BOT_NUMBER
             # the callback names the outbox row and part, so Twilio's callback confirms it
             assert welcome[0]["payload"]["StatusCallback"] == f"{PUBLIC}/status?ob=ob:1:0"
-            await asyncio.sleep(0.8)
-            assert len(await sms_to(session, sandbox)) == 1  # the retry made no second reply
 
             # 2. The customer answers "2" → option 2 of the welcome: the FAQ menu.
             r = await post_signed(session, bot, "/webhook", inbound("SM" + "b" * 32, "2"))
@@ -172,39 +159,6 @@ async def test_sms_bot_process_end_to_end(tmp_path: Path) -> None:
             assert "Frequently asked questions" in faq[0]["text"]
             assert "1. Product" in faq[0]["text"]
             assert "4. Main menu" in faq[0]["text"]
-
-            # 3. Bad signature → 403 and nothing stored; no signature → 401.
-            forged = inbound("SM" + "c" * 32, "hi")
-            r = await post_signed(session, bot, "/webhook", forged, token="not-the-token")
-            assert r.status == 403
-            async with session.post(f"{bot}/webhook", data=urlencode(forged)) as r:
-                assert r.status == 401
-            assert db_rows(db, "SELECT 1 FROM inbox WHERE provider_message_id = ?",
-                           forged["MessageSid"]) == []
-
-            # 4. A delivery status callback updates the stored outbound message.
-            sid = welcome[0]["message_id"]
-            row = await wait_for_row(
-                db, "SELECT status FROM messages WHERE provider_message_id = ?", sid
-            )
-            assert row["status"] == "sent"
-            status = {
-                "SmsSid": sid, "SmsStatus": "delivered", "MessageStatus": "delivered",
-                "To": CUSTOMER, "MessageSid": sid, "AccountSid": ACCOUNT_SID,
-                "From": BOT_NUMBER, "ApiVersion": "2010-04-01",
-            }
-            r = await post_signed(session, bot, "/status", status)
-            assert r.status == 200
-            row = await wait_for_row(
-                db,
-                "SELECT status FROM messages WHERE provider_message_id = ? "
-                "AND status = 'delivered'",
-                sid,
-            )
-            assert row["status"] == "delivered"
-            bad_status = {**status, "MessageStatus": "failed", "ErrorCode": "30008"}
-            r = await post_signed(session, bot, "/status", bad_status, token="nope")
-            assert r.status == 403
 
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 5) == 0

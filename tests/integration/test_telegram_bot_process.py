@@ -5,7 +5,6 @@ internal routes (tests/botkit_support.py). The test plays Telegram: it posts upd
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import signal
@@ -112,9 +111,9 @@ async def test_telegram_bot_process_end_to_end(tmp_path: Path) -> None:
             assert state.telegram_bot(TOKEN).webhook_url == f"{PUBLIC}/webhook"
             assert state.telegram_bot(TOKEN).webhook_secret == SECRET
 
-            # 1. "hi", delivered twice → one welcome with an inline keyboard.
+            # Secrets, redelivery, limits and sending: tests/contract.
+            # 1. "hi" → one welcome with an inline keyboard.
             hello = load("message_text.json")
-            assert await post_update(session, bot, hello) == 200
             assert await post_update(session, bot, hello) == 200
             welcome = await to_user(session, sandbox, wait=10)
             assert len(welcome) == 1
@@ -124,8 +123,6 @@ async def test_telegram_bot_process_end_to_end(tmp_path: Path) -> None:
             assert [row[0]["callback_data"] for row in keyboard] == [
                 "sales:quiz", "faq:menu", "tz:start",
             ]
-            await asyncio.sleep(0.8)
-            assert len(await to_user(session, sandbox)) == 1
 
             # 2. Pressing "FAQ" → the FAQ menu, and the press is answered.
             press = load("callback_query.json")
@@ -145,15 +142,7 @@ async def test_telegram_bot_process_end_to_end(tmp_path: Path) -> None:
                 await asyncio.sleep(0.1)
             assert answered
 
-            # 3. Wrong or missing secret → refused, nothing stored.
-            forged = copy.deepcopy(hello)
-            forged["update_id"] = 813579999
-            assert await post_update(session, bot, forged, secret="wrong") == 403
-            assert await post_update(session, bot, forged, secret=None) == 401
-            assert db_rows(db, "SELECT 1 FROM inbox WHERE provider_message_id = ?",
-                           "update:813579999") == []
-
-            # 4. An authentic update the bot cannot read: 200 (Telegram must not stall) and
+            # 3. An authentic update the bot cannot read: 200 (Telegram must not stall) and
             #    a dead letter.
             assert await post_update(session, bot, load("unknown_shape.json")) == 200
             assert len(db_rows(db, "SELECT 1 FROM dead_letters")) == 1

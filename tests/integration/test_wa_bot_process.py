@@ -107,20 +107,12 @@ async def test_bot_process_end_to_end(tmp_path: Path) -> None:
             assert health["kind"] == "whatsapp"
             assert (tmp_path / "wa_sales_support-bot.db").exists()
 
+            # Signatures, redelivery, limits, sending and statuses: tests/contract.
             raw = fresh("text.json")
             headers = {"X-Hub-Signature-256": sign(raw, APP_SECRET)}
-            for _ in range(2):  # duplicate delivery
-                async with session.post(f"{bot}/webhook", data=raw, headers=headers) as r:
-                    assert r.status == 200
-            replies = await sandbox_messages(session, sandbox, "16505551234", wait=5)
-            assert replies
-            await asyncio.sleep(1.0)
-            assert len(await sandbox_messages(session, sandbox, "16505551234")) == len(replies)
-
-            async with session.post(
-                f"{bot}/webhook", data=raw, headers={"X-Hub-Signature-256": sign(raw, "x")}
-            ) as r:
-                assert r.status == 403
+            async with session.post(f"{bot}/webhook", data=raw, headers=headers) as r:
+                assert r.status == 200
+            assert await sandbox_messages(session, sandbox, "16505551234", wait=5)
 
             raw_u = fresh("username_bsuid.json")
             async with session.post(
