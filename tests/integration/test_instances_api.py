@@ -122,13 +122,38 @@ def test_database_holds_no_secret_in_clear(client, actors, wa_payload, settings)
             assert secret not in dump
 
 
-def test_whatsapp_instances_view(client, actors, wa_payload, settings) -> None:
+def test_per_kind_views_are_gone_and_come_back_on_downgrade(
+    client, actors, wa_payload, settings
+) -> None:
+    """Migration 0004 drops 0001's ``{kind}_instances`` views (channels live in the registry);
+    its downgrade recreates them over ``bot_instances``, and upgrading drops them again."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from orchestrator.db import alembic_config
+
     h = actors.headers["admin"]
     client.post("/admin/whatsapp/instances", json=wa_payload(), headers=h)
     client.post("/admin/sms/instances", json={"name": "Texts"}, headers=h)
-    with client.app.state.engine.connect() as conn:
-        ids = [r[0] for r in conn.execute(text("SELECT id FROM whatsapp_instances")).all()]
-    assert ids == ["support-bot"]
+    views = ("whatsapp_instances", "sms_instances", "telegram_instances")
+    engine = create_engine(settings.database_url)
+    try:
+        assert not set(views) & set(inspect(engine).get_view_names())
+        cfg = alembic_config(settings.database_url)
+        command.downgrade(cfg, "0003")
+        assert set(views) <= set(inspect(engine).get_view_names())
+        with engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(text("SELECT id FROM whatsapp_instances")).all()]
+            sms = [r[0] for r in conn.execute(text("SELECT id FROM sms_instances")).all()]
+        assert ids == ["support-bot"]
+        assert sms == ["texts"]
+        command.upgrade(cfg, "head")
+        assert not set(views) & set(inspect(engine).get_view_names())
+        with engine.connect() as conn:
+            kinds = sorted(r[0] for r in conn.execute(text("SELECT kind FROM bot_instances")))
+        assert kinds == ["sms", "whatsapp"]
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize(
