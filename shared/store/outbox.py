@@ -210,7 +210,8 @@ class OutboxStore:
         parts: dict[int, str] | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Record a successful send and the provider ids it produced.
+        """Record a successful send and the provider ids it produced (audio kept inline in the
+        reply is dropped: it was only needed to send).
 
         Args:
             outbox_id: the row.
@@ -224,7 +225,9 @@ class OutboxStore:
             parts = dict(enumerate(provider_ids))
         self.conn.execute(
             "UPDATE outbox SET state = 'sent', provider_message_ids = ?, parts_sent = ?, "
-            "parts_total = ?, sent_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
+            "parts_total = ?, sent_at = ?, updated_at = ?, last_error = NULL, "
+            "reply = CASE WHEN instr(reply, '\"audio_b64\"') > 0 "
+            "THEN json_remove(reply, '$.audio_b64') ELSE reply END WHERE id = ?",
             (json.dumps(provider_ids), parts_to_json(parts), len(parts), stamp, stamp, outbox_id),
         )
 
@@ -404,10 +407,12 @@ class OutboxStore:
         error_code: int | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Give up on a row (permanent error or too many attempts)."""
+        """Give up on a row (permanent error or too many attempts); audio kept inline in the
+        reply (``audio_b64``, see :func:`shared.channels.base.reply_to_dict`) is dropped."""
         self.conn.execute(
-            "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, updated_at = ? "
-            "WHERE id = ?",
+            "UPDATE outbox SET state = 'failed', last_error = ?, error_code = ?, updated_at = ?, "
+            "reply = CASE WHEN instr(reply, '\"audio_b64\"') > 0 "
+            "THEN json_remove(reply, '$.audio_b64') ELSE reply END WHERE id = ?",
             (error, error_code, iso(now or utcnow()), outbox_id),
         )
 

@@ -254,7 +254,12 @@ async def test_telegram_voice_reply_keeps_the_audio_in_the_outbox_and_sends_it_w
             assert row.reply["audio_b64"]
             assert fake.texts == ["Hello *there*"]
             await ctx.outbox.send_row(row)
-            assert ctx.store.outbox_get(row.id).state == "sent"  # type: ignore[union-attr]
+            settled = ctx.store.outbox_get(row.id)
+            assert settled is not None
+            assert settled.state == "sent"
+            # the audio was only kept to be sent: the settled row does not carry it any more
+            assert "audio_b64" not in settled.reply
+            assert settled.reply["type"] == "audio"
         finally:
             await client.close()
             ctx.store.close()
