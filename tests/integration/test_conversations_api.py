@@ -349,6 +349,18 @@ def test_telegram_and_sms_replies_render_as_their_channel_shows_them() -> None:
     )
     assert sms["text"] == "1. FAQ\nReply with a number."
     assert sms["buttons"] == []
+    voice = render_sandbox_message(
+        "telegram",
+        {
+            "seq": 9,
+            "ts": 3.0,
+            "type": "voice",
+            "text": None,
+            "payload": {"chat_id": "42", "voice": {"file_id": "AwAC1", "file_size": 900}},
+        },
+    )
+    assert voice["type"] == "audio"
+    assert voice["media"] == {"kind": "audio", "id": "AwAC1", "link": None}
 
 
 def test_a_customer_who_wrote_with_a_bsuid_then_a_phone_is_one_conversation(

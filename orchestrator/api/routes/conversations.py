@@ -226,6 +226,10 @@ def render_telegram(payload: dict[str, Any], text: str | None) -> dict[str, Any]
     if out["buttons"]:
         out["type"] = "button"
     out["media"] = None
+    voice = payload.get("voice")
+    if isinstance(voice, dict):  # a voice note the bot sent (sendVoice with an upload)
+        out["type"] = "audio"
+        out["media"] = {"kind": "audio", "id": voice.get("file_id"), "link": None}
     return out
 
 
