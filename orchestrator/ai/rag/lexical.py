@@ -57,14 +57,15 @@ def stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-case words of ``text`` (letters and digits; apostrophes kept inside). A hyphenated
-    word counts whole and as its parts: "e-bike" is also "ebike", "e" and "bike"."""
+    word counts joined and as its parts of three letters or more: "e-bike" is "ebike" and
+    "bike"."""
     out: list[str] = []
     for word in _WORD.findall(text):
         word = word.lower().replace("’", "'")
         if "-" in word:
             parts = word.split("-")
             out.append("".join(parts))
-            out.extend(part for part in parts if part)
+            out.extend(part for part in parts if len(part) >= 3)  # not "up" of "pick-up"
         else:
             out.append(word)
     return out
