@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     password_min_length: int = 10
     password_min_score: int = 3
     # Request limits (orchestrator/api/limits.py): one body limit for every route, bigger only
-    # for knowledge-base uploads/imports (ai_max_*_bytes, admin token checked first) and /hooks.
+    # for knowledge-base uploads/imports (ai.max_*_bytes, admin token checked first) and /hooks.
     max_body_bytes: int = 1024 * 1024
     hooks_max_body_bytes: int = 3 * 1024 * 1024
     body_idle_timeout_s: float = 15.0
@@ -85,50 +85,23 @@ class Settings(BaseSettings):
     sandbox: bool = False
     sandbox_port: int = 8090
     demo_bot: bool = False
-    # AI backends (FLOTILLA_AI_*); see orchestrator/ai/config.py AISettings and docs/ai.md.
-    ai_default_llm_backend: str = "extractive"
-    ai_llm_timeout_s: float = 30.0
-    ai_llm_total_timeout_s: float = 60.0
-    ai_llm_max_retries: int = 3
-    ai_llm_backoff_base_s: float = 0.5
-    ai_llm_backoff_max_s: float = 10.0
-    ai_llm_history_messages: int = 10
-    ai_vllm_base_url: str = "http://127.0.0.1:8001/v1"
-    ai_vllm_api_key: str = "EMPTY"
-    ai_vllm_model: str = ""
-    ai_gemini_api_key: str = ""
-    ai_gemini_base_url: str = ""
-    ai_gemini_model: str = "gemini-2.5-flash"
-    ai_local_model_path: Path | None = None
-    ai_local_n_ctx: int = 2048
-    ai_local_threads: int = 2
-    ai_embedding_model_path: Path | None = None
-    ai_chunk_size: int = 700
-    ai_chunk_overlap: int = 120
-    ai_rag_top_k: int = 4
-    ai_rag_min_score: float = 0.25
-    ai_extractive_min_score: float = 0.42
-    ai_rag_min_lexical: float = 0.5
-    ai_escalation_text: str = "Thanks for your question! A colleague will get back to you shortly."
-    ai_max_import_bytes: int = 250 * 1024 * 1024
-    ai_max_upload_bytes: int = 50 * 1024 * 1024
-    ai_max_chunks: int = 50_000
-    ai_max_import_expanded_bytes: int = 512 * 1024 * 1024
-    ai_max_import_entries: int = 10_000
-    ai_pdf_timeout_s: float = 120.0
-    ai_pdf_max_pages: int = 2000
-    ai_max_document_chars: int = 5_000_000
-    ai_tts_engine: str = "piper"
-    ai_piper_voice_path: Path | None = None
-    ai_piper_voices_dir: Path | None = None
-    ai_tts_sample_rate: int = 24000
-    ai_xtts_base_url: str = ""
-    ai_openvoice_base_url: str = ""
-    ai_tts_timeout_s: float = 60.0
-    ai_stt_backend: str = ""
-    ai_stt_base_url: str = ""
-    ai_stt_api_key: str = ""
-    ai_stt_model: str = "whisper-1"
+    #: AI backends, declared once in orchestrator/ai/config.py ``AISettings`` and read from
+    #: its own ``FLOTILLA_AI_*`` variables (docs/ai.md). ``Settings(ai_<name>=...)`` sets one.
+    ai: AISettings = Field(default_factory=AISettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_ai_settings(cls, data: Any) -> Any:
+        """``ai_<name>=`` keywords (tests, callers) go to the nested :class:`AISettings`."""
+        if not isinstance(data, dict):
+            return data
+        ai = {k[3:]: v for k, v in data.items() if k.startswith("ai_")}
+        if not ai:
+            return data
+        rest = {k: v for k, v in data.items() if not k.startswith("ai_")}
+        if "ai" in rest:
+            raise ValueError("pass either ai=AISettings(...) or ai_<name>= keywords, not both")
+        return {**rest, "ai": AISettings(**ai)}
 
     @field_validator("allowed_provider_urls", mode="before")
     @classmethod
@@ -156,14 +129,8 @@ class Settings(BaseSettings):
         return allowed
 
     def ai_settings(self) -> AISettings:
-        """The AI backends' settings: every ``ai_*`` field, empty strings meaning unset."""
-        values: dict[str, Any] = {"data_dir": self.data_dir}
-        for name in AISettings.model_fields:
-            value = getattr(self, f"ai_{name}", None)
-            if value is None:
-                continue
-            values[name] = value if value != "" else None
-        return AISettings(**{k: v for k, v in values.items() if v is not None})
+        """The AI backends' settings, with the orchestrator's ``data_dir``."""
+        return self.ai.model_copy(update={"data_dir": self.data_dir})
 
     def password_policy(self) -> PasswordPolicy:
         """The password policy from ``password_min_length`` and ``password_min_score``."""

@@ -1,15 +1,19 @@
 """Settings for the AI backends.
 
-`AISettings` is a plain pydantic model so the orchestrator's `Settings` can build it from its
-own fields (``Settings.ai_settings()``) and tests can build it directly.
+`AISettings` is declared once, here: its own ``BaseSettings`` read from ``FLOTILLA_AI_*``
+environment variables (``FLOTILLA_AI_VLLM_MODEL`` → ``vllm_model``). The orchestrator's
+`Settings` holds one as ``settings.ai`` (``Settings(ai_vllm_model=...)`` still works) and
+``Settings.ai_settings()`` gives it with the orchestrator's ``data_dir``; tests may build one
+directly.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderKind = Literal["openai", "gemini"]
 
@@ -30,8 +34,9 @@ class ProviderConfig(BaseModel):
     model: str = ""
 
 
-class AISettings(BaseModel):
-    """Every knob of the AI package, with offline defaults.
+class AISettings(BaseSettings):
+    """Every knob of the AI package, with offline defaults (environment: ``FLOTILLA_AI_<NAME>``;
+    an empty value means unset, so the default applies).
 
     Attributes:
         data_dir: root of orchestrator data; knowledge bases live in ``{data_dir}/kb/{id}/``.
@@ -127,6 +132,16 @@ class AISettings(BaseModel):
     stt_base_url: str | None = None
     stt_api_key: str | None = None
     stt_model: str = "whisper-1"
+
+    model_config = SettingsConfigDict(env_prefix="FLOTILLA_AI_", extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """``FLOTILLA_AI_STT_BACKEND=`` (or ``""`` passed in) means "not set": the default."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v != ""}
+        return data
 
     @property
     def kb_dir(self) -> Path:

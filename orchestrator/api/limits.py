@@ -82,9 +82,9 @@ def body_rule(settings: Settings, method: str, path: str) -> BodyRule:
     """The rule for one request (by method and path, before routing)."""
     if method == "POST":
         if _KB_IMPORT.match(path):
-            return BodyRule(settings.ai_max_import_bytes + MULTIPART_MARGIN, needs_writer=True)
+            return BodyRule(settings.ai.max_import_bytes + MULTIPART_MARGIN, needs_writer=True)
         if _KB_UPLOAD.match(path) or _UI_KB_UPLOAD.match(path):
-            return BodyRule(settings.ai_max_upload_bytes + MULTIPART_MARGIN, needs_writer=True)
+            return BodyRule(settings.ai.max_upload_bytes + MULTIPART_MARGIN, needs_writer=True)
         if path.rstrip("/") == "/internal/stt":
             return BodyRule(MAX_AUDIO_BYTES + MULTIPART_MARGIN, needs_bot=True)
     if path.startswith("/hooks/"):
