@@ -94,7 +94,13 @@ class Ingress:
         ]
 
 
-BOTS = {"wa-echo": "whatsapp", "sms-echo": "sms", "tg-echo": "telegram", "moved": "whatsapp"}
+BOTS = {
+    "wa-echo": "whatsapp",
+    "sms-echo": "sms",
+    "tg-echo": "telegram",
+    "wc-echo": "webchat",  # the test plugin channel (tests.support.webchat)
+    "moved": "whatsapp",
+}
 HOOKS_LIMIT = 64 * 1024
 
 
@@ -105,6 +111,8 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress]:
         FLOTILLA_HOOKS_MAX_BODY_BYTES=str(HOOKS_LIMIT),
         FLOTILLA_HOOKS_TIMEOUT_S="1.5",
         FLOTILLA_AUTO_START_BOTS="false",
+        # A channel registered through the plugin hook gets the same allow-list.
+        FLOTILLA_CHANNEL_PLUGINS="tests.support.webchat",
     )
     low = int(orch.env["FLOTILLA_PORT_RANGE_START"])
     high = int(orch.env["FLOTILLA_PORT_RANGE_END"])
@@ -187,6 +195,8 @@ def test_each_channel_reaches_its_public_routes_with_their_methods(ingress: Ingr
         ("POST", "/hooks/sms/sms-echo/webhook", "sms-echo", "/webhook"),
         ("POST", "/hooks/sms/sms-echo/status?ob=ob:7:0", "sms-echo", "/status?ob=ob:7:0"),
         ("POST", "/hooks/telegram/tg-echo/webhook", "tg-echo", "/webhook"),
+        ("POST", "/hooks/webchat/wc-echo/webhook", "wc-echo", "/webhook"),
+        ("POST", "/hooks/webchat/wc-echo/x/../webhook", "wc-echo", "/webhook"),
         # spellings that normalise cleanly to a public route reach exactly that route
         ("POST", "/hooks/whatsapp/wa-echo/x/../webhook", "wa-echo", "/webhook"),
         ("POST", "/hooks/whatsapp/wa-echo/%77ebhook", "wa-echo", "/webhook"),
@@ -205,12 +215,39 @@ def test_each_channel_reaches_its_public_routes_with_their_methods(ingress: Ingr
         ("POST", "/hooks/whatsapp/sms-echo/webhook", 404),  # wrong kind for that bot
         ("POST", "/hooks/whatsapp/nobody/webhook", 404),
         ("POST", "/hooks/whatsapp/wa-echo/", 404),
+        ("GET", "/hooks/webchat/wc-echo/webhook", 405),
+        ("POST", "/hooks/webchat/wc-echo/status", 404),  # SMS's route, not the plugin's
+        ("POST", "/hooks/webchat/wa-echo/webhook", 404),  # wrong kind for that bot
+        ("POST", "/hooks/nochat/wc-echo/webhook", 404),  # no such kind
     ]
     for method, target, expected in refused:
         ingress.clear()
         status, _, _ = ingress.send(method, target, body=b"x")
         assert status == expected, (method, target, status)
         assert ingress.all_seen() == [], (target, ingress.all_seen())
+
+
+def test_each_channel_gets_only_its_own_signature_header(ingress: Ingress) -> None:
+    """The headers passed on besides content type and user agent are the ones the channel's
+    manifest names (``public_headers``): the plugin's for the plugin, Meta's for WhatsApp."""
+    signatures = {
+        "X-Webchat-Signature": "sha256=" + "cd" * 32,
+        "X-Hub-Signature-256": "sha256=" + "ab" * 32,
+        "X-Telegram-Bot-Api-Secret-Token": "tg-secret",
+    }
+    for kind, bot, own in (
+        ("webchat", "wc-echo", "x-webchat-signature"),
+        ("whatsapp", "wa-echo", "x-hub-signature-256"),
+        ("telegram", "tg-echo", "x-telegram-bot-api-secret-token"),
+    ):
+        ingress.clear()
+        status, _, _ = ingress.send(
+            "POST", f"/hooks/{kind}/{bot}/webhook", body=b"{}", headers=signatures
+        )
+        assert status == 200, kind
+        [seen] = ingress.echo[bot].requests()
+        passed = {name.lower() for name in signatures} & set(seen.headers)
+        assert passed == {own}, (kind, seen.headers)
 
 
 TRAVERSALS = [
@@ -246,12 +283,15 @@ TRAVERSALS = [
 
 
 @pytest.mark.parametrize("path", TRAVERSALS)
-def test_no_spelling_reaches_a_route_that_is_not_public(ingress: Ingress, path: str) -> None:
+@pytest.mark.parametrize(("kind", "bot"), [("whatsapp", "wa-echo"), ("webchat", "wc-echo")])
+def test_no_spelling_reaches_a_route_that_is_not_public(
+    ingress: Ingress, kind: str, bot: str, path: str
+) -> None:
     ingress.clear()
     for method in ("GET", "POST"):
         status, _, _ = ingress.send(
             method,
-            f"/hooks/whatsapp/wa-echo/{path}",
+            f"/hooks/{kind}/{bot}/{path}",
             body=b"{}",
             headers={"Authorization": "Bearer x"},
         )
