@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.channels.base import CustomerRef
 from shared.botkit.access import matches_any
+from shared.channels.base import CustomerRef
 from shared.phones import looks_like_phone, normalize_phone, phone_digits
 
 
