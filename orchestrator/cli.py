@@ -83,7 +83,7 @@ def cmd_serve(settings: Settings) -> int:
         log_config=None,
         http=guarded_protocol(settings.header_timeout_s),
         timeout_keep_alive=settings.keep_alive_timeout_s,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         h11_max_incomplete_event_size=64 * 1024,
     )
     return 0
