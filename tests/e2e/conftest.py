@@ -24,9 +24,11 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProcess]:
-    """A real orchestrator with the sandbox providers in-process on a free port."""
+def running_orchestrator(
+    tmp_path_factory: pytest.TempPathFactory, **env: str
+) -> Iterator[OrchestratorProcess]:
+    """A real orchestrator with the sandbox providers in-process on a free port (``env``: more
+    settings, e.g. ``FLOTILLA_CHANNEL_PLUGINS`` for one test module's ``orch``)."""
     root = tmp_path_factory.mktemp("orch")
     sandbox_port = free_port()
     proc = OrchestratorProcess(
@@ -35,6 +37,7 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProce
         FLOTILLA_SANDBOX_PORT=str(sandbox_port),
         FLOTILLA_DEMO_BOT="false",
         FLOTILLA_GRACEFUL_TIMEOUT="3",
+        **env,
     )
     proc.sandbox_url = f"http://127.0.0.1:{sandbox_port}"  # type: ignore[attr-defined]
     proc.start()
@@ -42,6 +45,12 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProce
         yield proc
     finally:
         proc.close()
+
+
+@pytest.fixture(scope="module")
+def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProcess]:
+    """A real orchestrator with the sandbox providers in-process on a free port."""
+    yield from running_orchestrator(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
