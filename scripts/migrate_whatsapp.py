@@ -2,7 +2,8 @@
 
 Idempotent: run it as often as you like. A legacy ``whatsapp_instances`` table from the original
 panel is imported into ``bot_instances`` (secrets encrypted) and then dropped, so no secret stays
-in clear; ``whatsapp_instances`` is then a view over ``bot_instances``.
+in clear. (Migration 0001 renames that table to ``whatsapp_instances_legacy``; the per-kind views
+0001 also created are dropped by 0004: every bot is a ``bot_instances`` row.)
 
 Every legacy row goes through the same instance schema as the admin API
 (``orchestrator.schemas.InstanceFields``): the panel kept JSON and list fields as text
