@@ -18,7 +18,7 @@ policies itself, so a new rule is one policy function and one :func:`register` l
     register(auto_reply_off, before="rate_limit")
 
 The shipped order: ``access`` → ``voice_transcript`` → ``rate_limit`` → ``nav_more`` →
-``voice_fallback`` → ``funnel`` (which always decides).
+``voice_fallback`` → ``knowledge_first`` → ``funnel`` (which always decides).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from typing import Any
 from shared.botkit import access
 from shared.channels.base import CustomerRef, InboundMessage, Reply, TextReply, reply_from_dict
 from shared.funnel.schema import Funnel
-from shared.routing import chosen_option, route
+from shared.funnel.text import normalize
+from shared.funnel.validation import default_funnel
+from shared.routing import chosen_option, is_greeting, route
+from shared.routing.faq import is_confident_match, match_faq
 from shared.routing.types import ConversationState, RouteEvent
 
 NAV_MORE_PREFIX = "nav:more:"
@@ -283,6 +286,38 @@ def voice_fallback(inbound: Inbound, rules: Rules) -> Decision | Need | None:
     return None
 
 
+def knowledge_first(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """A bot with knowledge bases (``knowledge_base_ids``) answers free-text questions from
+    them (the LLM path) before the funnel's keyword FAQ: the FAQ answers only when it matches
+    with high confidence (:func:`shared.routing.faq.is_confident_match`: the entry's question
+    itself, or nothing in the message beyond the entry's own words). "How much is a
+    croissant?" goes to the knowledge base, not to the funnel's price list; "How much does it
+    cost?" still gets the FAQ entry. Buttons, typed options, free-text steps and greetings stay
+    with the funnel."""
+    if not rules.config.get("knowledge_base_ids"):
+        return None
+    message, state = inbound.message, inbound.customer.state
+    if message.payload or state.funnel_state or message.kind not in ("text", "audio"):
+        return None
+    text = inbound.text
+    typed = normalize(text)
+    bot_funnel = rules.funnel or default_funnel()
+    if not typed or chosen_option(text, state) or is_greeting(typed, bot_funnel.greetings):
+        return None
+    found = match_faq(typed, bot_funnel)
+    if found is None or is_confident_match(typed, found[1]):
+        return None  # the funnel answers: nothing matched (LLM anyway) or a confident FAQ match
+    section, item = found
+    return Decision(
+        handler="knowledge_first",
+        text=text,
+        counted=inbound.counted,
+        needs_llm=True,
+        state=state,
+        events=[RouteEvent("faq_deferred", {"key": item.key, "section": section.id})],
+    )
+
+
 def funnel(inbound: Inbound, rules: Rules) -> Decision | Need | None:
     """The bot's funnel (``shared.routing.route``); it always decides."""
     message = inbound.message
@@ -311,6 +346,7 @@ POLICIES: list[tuple[str, Policy]] = [
     ("rate_limit", rate_limit),
     ("nav_more", nav_more),
     ("voice_fallback", voice_fallback),
+    ("knowledge_first", knowledge_first),
     ("funnel", funnel),
 ]
 

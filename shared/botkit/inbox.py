@@ -261,6 +261,11 @@ class InboxWorker:
             )
         else:
             customer.identities = dict(message.customer.identities)
+        # The name the provider sends now (stored with the message, see resolve_user); a first
+        # message is greeted by it too, not as "there".
+        customer.state.profile_name = (
+            message.customer.profile_name or customer.state.profile_name
+        )
         inbound = Inbound(message=message, customer=customer, now=now)
         rules = _rules(ctx)
         decision = decide(inbound, rules)

@@ -123,6 +123,59 @@ def match_faq(normalized_text: str, funnel: Funnel) -> tuple[FaqSection, FaqItem
     return best
 
 
+#: Words a question may add around an FAQ entry's own words and still mean just that entry
+#: ("what is the price?", "сколько стоит?"): question words, articles, pronouns, politeness.
+FILLER_WORDS = frozenset(
+    """a an the is are was be do does did can could would will shall i me my we our you your
+    it its this that these those there what whats how much many when where which who why
+    please tell about of for to in on at and or with any some s ok okay hi hello
+    что как сколько где когда какой какая какие это у вас мне нам а и ли ну подскажите
+    скажите пожалуйста есть можно ваш ваша ваши в на о об по за с""".split()
+)
+
+
+def is_confident_match(normalized_text: str, item: FaqItem) -> bool:
+    """Tell whether a message asks about ``item`` and nothing else (a high-confidence match).
+
+    Confident when the message is the entry's question or title, or when every word of it is
+    one of the entry's own words: a word of its question or title, a word one of its keyword
+    stems matches, or a filler word (:data:`FILLER_WORDS`). "How much does it cost?" and
+    "price?" are confident for the price entry; "How much is a croissant?" is not (a keyword
+    matched, but "croissant" is about something the entry does not cover).
+
+    Args:
+        normalized_text: the message after :func:`shared.funnel.text.normalize`.
+        item: the matched entry.
+    """
+    if not normalized_text:
+        return False
+    question, title = normalize(item.question), normalize(item.title)
+    if normalized_text in (question, title):
+        return True
+    own = set(question.split()) | set(title.split())
+    stems = [normalize(k) for k in item.keywords]
+    phrases = [s for s in stems if " " in s and contains_stem(normalized_text, s)]
+    phrase_words = {w for s in phrases for w in s.split()}
+    single = [s for s in stems if s and " " not in s]
+    for word in normalized_text.split():
+        if word in FILLER_WORDS or word in own:
+            continue
+        if any(word.startswith(stem) for stem in (*single, *phrase_words)):
+            continue  # stems end mid-word: "price" → "prices", "облачн модел" → "модели"
+        return False
+    return True
+
+
+def match_faq_confident(
+    normalized_text: str, funnel: Funnel
+) -> tuple[FaqSection, FaqItem] | None:
+    """:func:`match_faq`, but only a high-confidence match (:func:`is_confident_match`)."""
+    found = match_faq(normalized_text, funnel)
+    if found is None or not is_confident_match(normalized_text, found[1]):
+        return None
+    return found
+
+
 def _cut(text: str) -> str:
     if len(text) <= MAX_ROW_DESCRIPTION:
         return text

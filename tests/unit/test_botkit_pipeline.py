@@ -330,3 +330,16 @@ def test_backoff_grows_caps_and_honours_retry_after() -> None:
     assert max(delays) <= 30
     assert 12 <= backoff_delay(1, retry_after=12, rng=rng) <= 13.2
     assert timedelta(seconds=backoff_delay(3, base_s=1)) <= timedelta(seconds=4)
+
+
+async def test_first_message_greets_the_customer_by_the_provider_profile_name(h: Harness) -> None:
+    # A new customer: nothing stored yet, the provider sends the name with the message.
+    first = InboundMessage(
+        "wamid.name", CustomerRef(phone=PHONE, profile_name="Rosie"), text="hello", kind="text"
+    )
+    h.ctx.accept_inbound(first)
+    await h.settle()
+    (sent,) = await h.sent(TO)
+    greeting = sent["text"].split("\n")[0]
+    assert "Rosie" in greeting  # was "Hello, there!": the new customer's state had no name
+    assert "there" not in greeting

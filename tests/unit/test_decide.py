@@ -271,3 +271,46 @@ def test_registering_a_policy_is_one_line_and_runs_in_place() -> None:
 def test_decide_without_a_catch_all_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         decide(inbound(), rules(), policies=[("access", d.access_lists)])
+
+
+# ------------------------------------------------------------------------------ knowledge first
+
+KB = {"knowledge_base_ids": ["kb-bakery"]}
+
+
+def test_with_a_knowledge_base_a_question_goes_to_the_llm_not_the_faq_price_list() -> None:
+    # The default funnel's price entry matches "how much" by keyword; the bot's knowledge base
+    # knows about croissants: the question goes to the knowledge/LLM path.
+    out = decide(inbound("How much is a croissant?"), rules(**KB))
+    assert (out.handler, out.needs_llm, out.replies) == ("knowledge_first", True, [])
+    assert [e.type for e in out.events] == ["faq_deferred"]
+    assert out.text == "How much is a croissant?"
+    # Without a knowledge base the funnel's keyword FAQ still answers it (unchanged).
+    plain = decide(inbound("How much is a croissant?"), rules())
+    assert plain.handler == "answer_faq_match"
+    assert not plain.needs_llm
+
+
+@pytest.mark.parametrize(
+    "text", ["How much does it cost?", "price?", "Сколько стоит?", "Is my data safe?"]
+)
+def test_with_a_knowledge_base_a_confident_faq_match_still_answers(text: str) -> None:
+    out = decide(inbound(text), rules(**KB))
+    assert out.handler == "answer_faq_match"
+    assert not out.needs_llm
+    assert out.replies
+
+
+def test_knowledge_first_leaves_buttons_greetings_and_steps_to_the_funnel() -> None:
+    assert d.knowledge_first(inbound("hello"), rules(**KB)) is None
+    assert d.knowledge_first(inbound("", payload="faq:price"), rules(**KB)) is None
+    step = ConversationState(funnel_state="discovery_industry")
+    assert d.knowledge_first(inbound("how much for a bakery", state=step), rules(**KB)) is None
+    assert d.knowledge_first(inbound("How much is a croissant?"), rules()) is None
+    # A voice note's transcript is a question like any other.
+    voice = inbound("", kind="audio", media_id="m1")
+    voice.inputs[Need(NEED_TRANSCRIPT, "m1")] = "how much is a croissant"
+    out = d.knowledge_first(voice, rules(**KB))
+    assert isinstance(out, Decision)
+    assert out.needs_llm
+    assert out.text == "[voice] how much is a croissant"
