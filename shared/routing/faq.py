@@ -125,13 +125,12 @@ def match_faq(normalized_text: str, funnel: Funnel) -> tuple[FaqSection, FaqItem
 
 #: Words a question may add around an FAQ entry's own words and still mean just that entry
 #: ("what is the price?", "сколько стоит?"): question words, articles, pronouns, politeness.
-FILLER_WORDS = frozenset(
-    """a an the is are was be do does did can could would will shall i me my we our you your
+_FILLER = """a an the is are was be do does did can could would will shall i me my we our you your
     it its this that these those there what whats how much many when where which who why
     please tell about of for to in on at and or with any some s ok okay hi hello
     что как сколько где когда какой какая какие это у вас мне нам а и ли ну подскажите
-    скажите пожалуйста есть можно ваш ваша ваши в на о об по за с""".split()
-)
+    скажите пожалуйста есть можно ваш ваша ваши в на о об по за с"""
+FILLER_WORDS = frozenset(_FILLER.split())
 
 
 def is_confident_match(normalized_text: str, item: FaqItem) -> bool:
