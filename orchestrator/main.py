@@ -31,6 +31,7 @@ from admin_ui.routes import router as admin_ui_router
 from orchestrator.api.ai_deps import install_ai
 from orchestrator.api.csrf import CsrfMiddleware
 from orchestrator.api.deps import SESSION_COOKIE, user_for_token
+from orchestrator.api.docs import install_docs
 from orchestrator.api.headers import SecurityHeadersMiddleware
 from orchestrator.api.limits import BodyLimitMiddleware
 from orchestrator.api.routes import (
@@ -161,6 +162,9 @@ def create_app(
         version=version_info()["version"],
         description="Admin and internal API of a self-hosted fleet of chat bots.",
         lifespan=lifespan,
+        # /docs and /redoc come from install_docs: local assets, no CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -270,4 +274,5 @@ def create_app(
     app.include_router(conversations.router)
     app.include_router(admin_ui_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
     return app

@@ -7,9 +7,10 @@
 * ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: same-origin``, ``Cross-Origin-Opener-Policy: same-origin``.
 
-``/docs`` and ``/redoc`` (FastAPI's Swagger UI and ReDoc) load their scripts and styles from
-the jsDelivr CDN and start with an inline script, so they get a policy that allows exactly
-that; the rest of the policy is the same.
+``/docs`` and ``/redoc`` (Swagger UI and ReDoc, served from locally installed assets by
+:mod:`orchestrator.api.docs`) get the same policy plus ``worker-src 'self' blob:`` (ReDoc's search
+worker); Swagger UI's inline start-up script runs under a per-response nonce the page sets
+itself (:func:`docs_csp`). No foreign host anywhere.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ UI_CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; connect-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; worker-src 'self' blob:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def docs_csp(nonce: str) -> str:
+    """:data:`DOCS_CSP` letting the inline scripts that carry ``nonce`` run (and no others)."""
+    return DOCS_CSP.replace("script-src 'self';", f"script-src 'self' 'nonce-{nonce}';", 1)
+
 
 COMMON: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),

@@ -55,12 +55,40 @@ def test_every_response_carries_the_security_headers(client: TestClient, actors:
     assert [r.status_code for r in responses] == [200, 200, 200, 200, 401, 404, 413, 200]
     for res in responses:
         assert_secure_headers(res)
-    # The API docs load Swagger UI from its CDN; they get a policy that lets exactly that run.
-    docs = client.get("/docs")
-    assert docs.status_code == 200
-    csp = csp_directives(docs.headers["content-security-policy"])
-    assert "https://cdn.jsdelivr.net" in csp["script-src"]
-    assert csp["frame-ancestors"] == ["'none'"]
+
+
+def test_api_docs_need_no_cdn_and_no_unsafe_inline(client: TestClient) -> None:
+    """``/docs`` and ``/redoc`` load Swagger UI and ReDoc from the orchestrator itself; the one
+    inline script (Swagger UI's start) runs under a fresh nonce, nothing else inline runs."""
+    nonces = set()
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        res = client.get(path)
+        assert res.status_code == 200, path
+        assert res.headers["x-frame-options"] == "DENY"
+        policy = res.headers["content-security-policy"]
+        assert "http" not in policy, f"{path}: a foreign host in {policy}"
+        csp = csp_directives(policy)
+        assert csp["default-src"] == ["'self'"]
+        assert csp["frame-ancestors"] == ["'none'"]
+        assert "'unsafe-inline'" not in csp["script-src"], path
+        assert "'unsafe-eval'" not in csp["script-src"], path
+        allowed = {"'self'"} | {s for s in csp["script-src"] if s.startswith("'nonce-")}
+        assert set(csp["script-src"]) == allowed, path
+        for tag in re.findall(r"<script\b[^>]*>", res.text):
+            if "src=" in tag:
+                src = re.search(r'src="([^"]*)"', tag)
+                assert src, tag
+                assert src.group(1).startswith("/"), f"{path}: foreign script {tag}"
+                assert client.get(src.group(1)).status_code == 200, src.group(1)
+            else:
+                nonce = re.search(r'nonce="([^"]+)"', tag)
+                assert nonce, f"{path}: inline script without a nonce {tag}"
+                assert f"'nonce-{nonce.group(1)}'" in csp["script-src"], tag
+                nonces.add(nonce.group(1))
+        for href in re.findall(r'<link[^>]*href="([^"]*)"', res.text):
+            assert href.startswith("/"), f"{path}: foreign stylesheet or icon {href}"
+            assert client.get(href).status_code == 200, href
+    assert len(nonces) == 2, "a fresh nonce for each page"
 
 
 def test_ui_templates_hold_no_inline_script() -> None:
