@@ -156,9 +156,50 @@ class BotReader:
                     "last_direction": last["direction"],
                     "last_status": last["status"],
                     "last_at": last["created_at"],
+                    "flags": self.flags(last["user_id"], last["customer"]),
                 }
             )
         return out
+
+    def flags(self, user_id: int | None, customer_key: str) -> list[str]:
+        """What needs an operator's eye about a customer (the Conversations list shows it).
+
+        ``rate_limited``: their latest message was over the bot's rate limit (its inbox row's
+        note, ``rate_limited:notice``/``rate_limited:silent``), so the bot did not answer it.
+        ``unanswered``: nothing was sent to them (or every send failed) since their latest
+        message; also while a reply is still on its way.
+        """
+        arg: int | str
+        if user_id is None:
+            where, arg = "user_id IS NULL AND customer = ?", customer_key
+        else:
+            where, arg = "user_id = ?", user_id
+        last_in = self.conn.execute(
+            f"SELECT id, provider_message_id FROM messages WHERE {where} "  # noqa: S608 - fixed
+            "AND direction = 'in' ORDER BY id DESC LIMIT 1",
+            (arg,),
+        ).fetchone()
+        if last_in is None:
+            return []
+        flags: list[str] = []
+        if last_in["provider_message_id"]:
+            try:
+                note = self.conn.execute(
+                    "SELECT last_error FROM inbox WHERE provider_message_id = ?",
+                    (last_in["provider_message_id"],),
+                ).fetchone()
+            except sqlite3.Error:  # a database from before the inbox
+                note = None
+            if note is not None and str(note["last_error"] or "").startswith("rate_limited"):
+                flags.append("rate_limited")
+        answered = self.conn.execute(
+            f"SELECT 1 FROM messages WHERE {where} AND direction = 'out' "  # noqa: S608 - fixed
+            "AND id > ? AND COALESCE(status, '') != 'failed' LIMIT 1",
+            (arg, last_in["id"]),
+        ).fetchone()
+        if answered is None:
+            flags.append("unanswered")
+        return flags
 
     def conversation(
         self, customer_key: str, *, limit: int = 500

@@ -395,3 +395,53 @@ def test_a_customer_who_wrote_with_a_bsuid_then_a_phone_is_one_conversation(
         assert [m["text"] for m in body["messages"]] == ["hi", "price?"]
         assert body["customer"]["bsuid"] == bsuid
         assert body["customer"]["phone"] == phone
+
+
+def test_rate_limited_and_unanswered_customers_are_flagged(
+    client: TestClient, actors: Actors, wa_payload: Callable[..., dict[str, Any]]
+) -> None:
+    from shared.channels.base import InboundMessage
+
+    bot = _bot(client, actors.headers["admin"], wa_payload())
+    store = BotStore.open(_db(client, bot))
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    try:
+
+        def inbound(phone: str, mid: str, text: str, at: datetime, note: str | None) -> int:
+            user = store.resolve_user(CustomerRef(phone=phone), now=at)
+            row = store.inbox_insert(InboundMessage(mid, CustomerRef(phone=phone), text=text),
+                                     customer=phone)
+            store.add_message(direction="in", customer=phone, type_="text", text=text,
+                              user_id=user.id, provider_message_id=mid, now=at)
+            assert row is not None
+            store.inbox_finish(row, note=note, now=at)
+            return user.id
+
+        def out(phone: str, user_id: int, status: str, at: datetime) -> None:
+            store.add_message(direction="out", customer=phone, type_="text", text="reply",
+                              user_id=user_id, status=status, now=at)
+
+        # Ana was answered; Ben's reply failed; Cleo went over the rate limit (silenced after
+        # an earlier notice); Dan's earlier message was answered, his latest is not yet.
+        ana = inbound("+48600100201", "wamid.a", "hours?", t0, None)
+        out("+48600100201", ana, "delivered", t0 + timedelta(seconds=1))
+        ben = inbound("+48600100202", "wamid.b", "hours?", t0, None)
+        out("+48600100202", ben, "failed", t0 + timedelta(seconds=1))
+        cleo = inbound("+48600100203", "wamid.c1", "one more", t0, "rate_limited:notice")
+        out("+48600100203", cleo, "sent", t0 + timedelta(seconds=1))
+        inbound("+48600100203", "wamid.c2", "and another", t0 + timedelta(seconds=2),
+                "rate_limited:silent")
+        dan = inbound("+48600100204", "wamid.d1", "hi", t0, None)
+        out("+48600100204", dan, "read", t0 + timedelta(seconds=1))
+        inbound("+48600100204", "wamid.d2", "still there?", t0 + timedelta(seconds=3), None)
+    finally:
+        store.close()
+    res = client.get(f"{BASE}/{bot}/conversations", headers=actors.headers["admin"])
+    assert res.status_code == 200
+    flags = {c["customer_key"]: c["flags"] for c in res.json()}
+    assert flags == {
+        "+48600100201": [],
+        "+48600100202": ["unanswered"],
+        "+48600100203": ["rate_limited", "unanswered"],
+        "+48600100204": ["unanswered"],
+    }
