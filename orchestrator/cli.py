@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
+import os
+import socket
 import sys
 
 from sqlmodel import Session
@@ -52,8 +56,81 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# Third-party libraries that talk on the console: FAISS's CPU-feature probes, model-loading
+# chatter and Hugging Face warnings go below the console's level; progress bars are switched off.
+QUIET_LOGGERS = {
+    "faiss": logging.WARNING,
+    "sentence_transformers": logging.WARNING,
+    "transformers": logging.ERROR,
+    "huggingface_hub": logging.ERROR,
+}
+QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def quiet_third_party() -> None:
+    """Keep third-party noise out of the console (call before those libraries are imported;
+    settings in the environment win)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, as one line naming the setting to change; ``None``
+    when it can (the check binds and closes a socket, as uvicorn will)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"error: cannot listen on FLOTILLA_HOST={host!r} ({exc}); set FLOTILLA_HOST"
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"error: port {port} on {host} is already in use (another Flotilla or another "
+                "program); set FLOTILLA_PORT to a free port, or stop the other program"
+            )
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return (
+                f"error: no permission to listen on port {port}; set FLOTILLA_PORT to a port "
+                "above 1023"
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return (
+                f"error: {host} is not an address of this machine; set FLOTILLA_HOST "
+                "(127.0.0.1 for this machine only, 0.0.0.0 for all interfaces)"
+            )
+        return f"error: cannot listen on {host}:{port} ({exc}); set FLOTILLA_HOST / FLOTILLA_PORT"
+    return None
+
+
+def first_run_block(settings: Settings, password: str) -> str:
+    """The first-run notice: the generated admin password, framed so it stands out."""
+    rule = "=" * 68
+    return (
+        f"\n{rule}\n"
+        "  First run: created the administrator account\n\n"
+        "      username:  admin\n"
+        f"      password:  {password}\n\n"
+        f"  Sign in at {(settings.public_url or settings.orchestrator_url).rstrip('/')}/login\n"
+        f"  (also saved in {settings.data_dir / 'initial-admin.txt'}; delete that file once\n"
+        "  you have stored the password somewhere safe)\n"
+        f"{rule}\n\n"
+    )
+
+
 def cmd_serve(settings: Settings) -> int:
-    """Migrate, make the first admin if needed, then serve the API and UI."""
+    """Check the address, migrate, make the first admin if needed, then serve the API and UI."""
+    # Before anything is printed or created: a busy port or a wrong host is one clear line.
+    problem = listen_problem(settings.host, settings.port)
+    if problem:
+        sys.stderr.write(problem + "\n")
+        return 1
+    quiet_third_party()
     import uvicorn
 
     from orchestrator.main import create_app
@@ -67,10 +144,8 @@ def cmd_serve(settings: Settings) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     if password:
-        sys.stderr.write(
-            "\n  First run: created user 'admin' with password: "
-            f"{password}\n  (also saved in {settings.data_dir / 'initial-admin.txt'})\n\n"
-        )
+        sys.stderr.write(first_run_block(settings, password))
+        sys.stderr.flush()
     from orchestrator.api.limits import guarded_protocol
 
     app = create_app(settings, run_migrations=False)

@@ -4,6 +4,10 @@ With `make run` going, talk to its demo bot::
 
     python scripts/play_customer.py --demo --text hi
 
+It reads the server's own settings (``FLOTILLA_HOST``, ``FLOTILLA_PORT``, ``FLOTILLA_DATA_DIR``,
+``FLOTILLA_SANDBOX_PORT``, ``FLOTILLA_PUBLIC_URL``; see ``orchestrator.settings.Settings``), so
+with the same environment as ``flotilla serve`` it finds the demo bot and the orchestrator.
+
 Or any bot (here on port 8101, against the sandbox on 8090)::
 
     python scripts/play_customer.py --bot http://127.0.0.1:8101 --sandbox http://127.0.0.1:8090 \
@@ -24,9 +28,14 @@ import json
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.settings import Settings  # noqa: E402 - after the path fix above
 
 
 def build_payload(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,18 +139,30 @@ async def play(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and play one customer message."""
+    settings = Settings()
+    demo_file = settings.data_dir / "demo-bot.json"
+    orchestrator = (settings.public_url or settings.orchestrator_url).rstrip("/")
+    sandbox = f"http://127.0.0.1:{settings.sandbox_port}"
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--demo",
         nargs="?",
-        const="data/demo-bot.json",
+        const=str(demo_file),
         default="",
-        help="talk to the `make run` demo bot (reads its secret from data/demo-bot.json and "
-        "posts through the orchestrator's /hooks address)",
+        help=f"talk to the `make run` demo bot (reads its secret from {demo_file}, i.e. "
+        "FLOTILLA_DATA_DIR, and posts through the orchestrator's /hooks address)",
     )
-    parser.add_argument("--orchestrator", default="http://127.0.0.1:8000", help="with --demo")
+    parser.add_argument(
+        "--orchestrator",
+        default=orchestrator,
+        help=f"with --demo (default from FLOTILLA_HOST/FLOTILLA_PORT: {orchestrator})",
+    )
     parser.add_argument("--bot", default="", help="bot base URL, e.g. http://127.0.0.1:8101")
-    parser.add_argument("--sandbox", default="http://127.0.0.1:8090", help="sandbox base URL")
+    parser.add_argument(
+        "--sandbox",
+        default=sandbox,
+        help=f"sandbox base URL (default from FLOTILLA_SANDBOX_PORT: {sandbox})",
+    )
     parser.add_argument("--app-secret", default="", help="the bot's Meta app secret")
     parser.add_argument("--from", dest="sender", default="", help="customer phone")
     parser.add_argument("--bsuid", default="", help="customer BSUID (user_id)")
@@ -154,8 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=2.0, help="seconds to collect replies")
     args = parser.parse_args(argv)
     if args.demo:
-        with open(args.demo, encoding="utf-8") as fh:
-            demo = json.load(fh)
+        try:
+            with open(args.demo, encoding="utf-8") as fh:
+                demo = json.load(fh)
+        except FileNotFoundError:
+            parser.error(
+                f"no demo bot at {args.demo}: start the server (`make run`) with the same "
+                "FLOTILLA_DATA_DIR, or give the file: --demo PATH"
+            )
         args.app_secret = args.app_secret or demo["app_secret"]
         args.sandbox = demo.get("sandbox_url", args.sandbox)
         args.phone_number_id = demo.get("phone_number_id", args.phone_number_id)

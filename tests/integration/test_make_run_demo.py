@@ -34,16 +34,14 @@ def test_demo_bot_answers_play_customer(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "scripts/play_customer.py",
-                "--demo",
-                str(tmp_path / "data" / "demo-bot.json"),
-                "--orchestrator",
-                orch.url,
+                "--demo",  # found through the server's own settings (FLOTILLA_DATA_DIR, _PORT)
                 "--text",
                 "hi",
                 "--wait",
                 "4",
             ],
             cwd=REPO,
+            env=orch.env,
             capture_output=True,
             text=True,
             timeout=60,
