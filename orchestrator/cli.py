@@ -76,9 +76,10 @@ def quiet_third_party() -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def listen_problem(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on, as one line naming the setting to change; ``None``
-    when it can (the check binds and closes a socket, as uvicorn will)."""
+def listen_problem(host: str, port: int, port_setting: str = "FLOTILLA_PORT") -> str | None:
+    """Why ``host:port`` cannot be listened on, as one line naming the setting to change
+    (``port_setting`` for the port); ``None`` when it can (the check binds and closes a socket,
+    as uvicorn will)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:
@@ -92,11 +93,11 @@ def listen_problem(host: str, port: int) -> str | None:
         if exc.errno == errno.EADDRINUSE:
             return (
                 f"error: port {port} on {host} is already in use (another Flotilla or another "
-                "program); set FLOTILLA_PORT to a free port, or stop the other program"
+                f"program); set {port_setting} to a free port, or stop the other program"
             )
         if exc.errno in (errno.EACCES, errno.EPERM):
             return (
-                f"error: no permission to listen on port {port}; set FLOTILLA_PORT to a port "
+                f"error: no permission to listen on port {port}; set {port_setting} to a port "
                 "above 1023"
             )
         if exc.errno == errno.EADDRNOTAVAIL:
@@ -104,7 +105,7 @@ def listen_problem(host: str, port: int) -> str | None:
                 f"error: {host} is not an address of this machine; set FLOTILLA_HOST "
                 "(127.0.0.1 for this machine only, 0.0.0.0 for all interfaces)"
             )
-        return f"error: cannot listen on {host}:{port} ({exc}); set FLOTILLA_HOST / FLOTILLA_PORT"
+        return f"error: cannot listen on {host}:{port} ({exc}); set FLOTILLA_HOST / {port_setting}"
     return None
 
 
@@ -127,6 +128,8 @@ def cmd_serve(settings: Settings) -> int:
     """Check the address, migrate, make the first admin if needed, then serve the API and UI."""
     # Before anything is printed or created: a busy port or a wrong host is one clear line.
     problem = listen_problem(settings.host, settings.port)
+    if not problem and settings.sandbox:
+        problem = listen_problem("127.0.0.1", settings.sandbox_port, "FLOTILLA_SANDBOX_PORT")
     if problem:
         sys.stderr.write(problem + "\n")
         return 1

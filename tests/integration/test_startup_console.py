@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.orchestrator_proc import REPO, OrchestratorProcess
+from tests.support.orchestrator_proc import REPO, OrchestratorProcess, free_port
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
@@ -59,6 +59,21 @@ def test_a_busy_port_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     # Nothing was created: no data dir (database, secret key, admin password), no logs dir.
     assert not (tmp_path / "data").exists()
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_busy_sandbox_port_names_flotilla_sandbox_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env(tmp_path, FLOTILLA_SANDBOX="true", FLOTILLA_SANDBOX_PORT=str(port))
+        env["FLOTILLA_PORT"] = str(free_port())
+        out = _serve(env)
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "FLOTILLA_SANDBOX_PORT" in lines[0]
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_host_not_on_this_machine_names_flotilla_host(tmp_path: Path) -> None:
