@@ -78,9 +78,19 @@ SECTIONS: dict[str, list[FormField]] = {
     ],
     "limits": [
         FormField(
-            "rate_limit_count", "Messages", "int", help="How many messages a customer may send…"
+            "rate_limit_count",
+            "Messages",
+            "int",
+            help="How many typed messages a customer may send… (0: no limit; pressing the "
+            "bot's buttons never counts)",
         ),
-        FormField("rate_limit_hours", "Per hours", "float", help="…in this many hours"),
+        FormField(
+            "rate_limit_hours",
+            "Per hours",
+            "float",
+            help="…in this many hours. New bots: 30 per hour; the strict preset (the seed "
+            "bots' 5 per 5 hours) guards a public number against floods",
+        ),
     ],
     "funnel": [
         FormField(

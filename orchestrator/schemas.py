@@ -73,6 +73,15 @@ KINDS: Sequence[str] = _Kinds()
 SECRET_FIELDS: Mapping[str, tuple[str, ...]] = _PerKind(lambda m: m.secret_fields)
 #: Non-secret channel fields per kind, with their defaults, from the manifests.
 CHANNEL_FIELDS: Mapping[str, dict[str, Any]] = _PerKind(lambda m: m.defaults)
+#: Named rate limits (``rate_limit_count`` free-text messages per ``rate_limit_hours``), offered
+#: on the Rate limiting tab. ``everyday`` is the default: an ordinary customer asking a string of
+#: questions is never silenced. ``strict`` is the seed bots' 5 per 5 h (a flood guard for a
+#: public number); ``off`` sets no limit. Buttons and funnel steps never count.
+RATE_LIMIT_PRESETS: dict[str, tuple[int, float]] = {
+    "everyday": (30, 1.0),
+    "strict": (5, 5.0),
+    "off": (0, 1.0),
+}
 #: Settings every kind has, with their defaults.
 COMMON_DEFAULTS: dict[str, Any] = {
     "llm_backend": "extractive",
@@ -84,8 +93,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "tts_voice": "",
     "allowed_phones": [],
     "blocked_phones": [],
-    "rate_limit_count": 5,
-    "rate_limit_hours": 5.0,
+    "rate_limit_count": RATE_LIMIT_PRESETS["everyday"][0],
+    "rate_limit_hours": RATE_LIMIT_PRESETS["everyday"][1],
     "funnel": None,
     "fallback_text": "Thanks for your message! A colleague will get back to you shortly.",
     "knowledge_base_ids": [],

@@ -36,6 +36,17 @@
     });
   });
 
+  // Rate-limit presets fill the two fields (saved with the form).
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest && ev.target.closest("[data-preset-count]");
+    if (!btn) return;
+    ev.preventDefault();
+    var count = document.getElementById("f-rate_limit_count");
+    var hours = document.getElementById("f-rate_limit_hours");
+    if (count) count.value = btn.dataset.presetCount;
+    if (hours) hours.value = btn.dataset.presetHours;
+  });
+
   function stickToBottom(el, force) {
     if (el && (force || el.dataset.stick !== "no")) el.scrollTop = el.scrollHeight;
   }

@@ -258,3 +258,27 @@ def test_the_admin_ui_imports_nothing_of_the_store() -> None:
             if isinstance(node, ast.Name) and node.id == "Session":
                 found.append(f"{path.relative_to(ADMIN_UI.parent)}: Session")
     assert found == []
+
+
+def test_a_new_bot_gets_the_everyday_rate_limit_and_the_tab_offers_the_presets(
+    browser: TestClient, actors: Actors
+) -> None:
+    from orchestrator.schemas import RATE_LIMIT_PRESETS
+
+    headers = _signed_in(browser, actors, "alice")
+    res = browser.post(
+        "/ui/bots", data={"kind": "whatsapp", "name": "Corner Shop", "sandbox": "1"},
+        headers=headers,
+    )
+    location = res.headers.get("HX-Redirect", "")
+    bot_id = location.split("/")[3]
+    bot = browser.get(
+        f"/admin/whatsapp/instances/{bot_id}", headers=actors.headers["alice"]
+    ).json()
+    # Not the seed's 5 per 5 h, which silences an ordinary customer after a few questions.
+    assert (bot["rate_limit_count"], bot["rate_limit_hours"]) == (30, 1.0)
+    assert RATE_LIMIT_PRESETS["everyday"] == (30, 1.0)
+    page = browser.get(location.replace("/settings", "/limits")).text
+    presets = re.findall(r'data-preset-count="(\d+)" data-preset-hours="([\d.]+)"', page)
+    offered = {(int(c), float(h)) for c, h in presets}
+    assert offered == set(RATE_LIMIT_PRESETS.values())

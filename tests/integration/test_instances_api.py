@@ -21,8 +21,8 @@ def test_create_returns_slug_and_masks_secrets(client, actors, wa_payload) -> No
     assert body["access_token"] == "****1111"
     assert body["app_secret"] == "****3333"
     assert body["verify_token"] == "****2222"
-    assert body["rate_limit_count"] == 5
-    assert body["rate_limit_hours"] == 5
+    assert body["rate_limit_count"] == 30  # the "everyday" preset, not the seed's 5 per 5 h
+    assert body["rate_limit_hours"] == 1
     for secret in SECRETS:
         assert secret not in res.text
 
