@@ -33,6 +33,7 @@ from orchestrator.schemas import (
     InstanceFields,
     UserCreate,
     UserUpdate,
+    access_entry_for,
     check_base_url,
     provider_url_allowed,
 )
@@ -260,6 +261,8 @@ class InstanceRules:
     port_range: tuple[int, int]
     reserved_ports: frozenset[int] = frozenset()
     allowed_provider_urls: tuple[str, ...] = ()
+    #: the sandbox providers' base URL when they run (``FLOTILLA_SANDBOX``), else ``None``.
+    sandbox_url: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InstanceRules:
@@ -272,6 +275,7 @@ class InstanceRules:
             port_range=(settings.port_range_start, settings.port_range_end),
             reserved_ports=frozenset(reserved),
             allowed_provider_urls=tuple(settings.provider_url_allowlist()),
+            sandbox_url=f"http://127.0.0.1:{settings.sandbox_port}" if settings.sandbox else None,
         )
 
     def port_in_range(self, port: int) -> bool:
@@ -380,6 +384,18 @@ def _declared_value(spec: channel_registry.ConfigField, value: Any) -> Any:
     return value
 
 
+def _access_list(kind: str, key: str, entries: list[str]) -> list[str]:
+    """An access list checked against the ids ``kind``'s channel gives (see
+    :func:`orchestrator.schemas.access_entry_for`), normalized, duplicates dropped."""
+    out: list[str] = []
+    for index, entry in enumerate(entries):
+        try:
+            out.append(access_entry_for(kind, entry))
+        except ValueError as exc:
+            raise FieldError(["body", key, index], str(exc)) from None
+    return list(dict.fromkeys(out))
+
+
 def _check_funnel(funnel: dict[str, Any] | None) -> None:
     if funnel is None:
         return
@@ -431,6 +447,9 @@ def _apply(
             rules=rules,
         )
     _check_provider_urls(fields, rules)
+    for key in ("allowed_phones", "blocked_phones"):
+        if fields.get(key):
+            fields[key] = _access_list(kind, key, fields[key])
     if "funnel" in fields:
         _check_funnel(fields["funnel"])
     if fields.get("knowledge_base_ids"):
@@ -484,10 +503,37 @@ def create_instance(
         box=box,
         rules=rules,
     )
+    _fill_sandbox_secrets(instance, box, rules)
     session.add(instance)
     session.commit()
     session.refresh(instance)
     return instance
+
+
+def _fill_sandbox_secrets(instance: BotInstance, box: SecretBox, rules: InstanceRules) -> None:
+    """A new bot wired to the sandbox providers (its provider URL under the sandbox's) gets the
+    generated values its manifest declares for the sandbox (``sandbox_default`` with
+    ``{random}``, e.g. a Telegram webhook secret) where the request left them empty, as the
+    admin UI's "connect to the sandbox" does: a sandbox bot must not refuse every update."""
+    manifest = channel_registry.get(instance.kind)
+    config = instance.config or {}
+    if rules.sandbox_url is None or manifest.sandbox is None:
+        return
+    base = str(config.get(manifest.sandbox.base_url_field) or "")
+    if not base.startswith(rules.sandbox_url.rstrip("/") + "/"):
+        return
+    generated = channel_registry.sandbox_values(instance.kind, rules.sandbox_url)
+    secrets = box.decrypt(instance.secrets_enc)
+    changed = False
+    for f in manifest.fields:
+        if not f.secret or f.name not in generated or secrets.get(f.name):
+            continue
+        if "{random" not in (f.sandbox_default or ""):
+            continue
+        secrets[f.name] = generated[f.name]
+        changed = True
+    if changed:
+        instance.secrets_enc = box.encrypt(secrets)
 
 
 def update_instance(

@@ -231,14 +231,82 @@ class LLMParams(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
 
 
+#: ``scheme:value`` access-list entries (``telegram_user:12345``); see shared.botkit.access.
+SCHEMED_ENTRY_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):(.+)$")
+TELEGRAM_USER_RE = re.compile(r"^\d{1,20}$")
+USERNAME_RE = re.compile(r"^@?[A-Za-z0-9_.]{2,64}$")
+#: How people write each shipped scheme's ids (for the error message).
+_SCHEME_HINTS: dict[str, str] = {
+    "phone": "phone numbers like +15550100001",
+    "bsuid": "WhatsApp BSUIDs like US.1234567890",
+    "telegram_user": "Telegram user ids like 12345 or telegram_user:12345",
+    "username": "usernames like @name",
+}
+_KNOWN_SCHEMES = frozenset({*_SCHEME_HINTS, "parent_bsuid"})
+
+
 def _check_access_entry(value: str) -> str:
+    """The shape every access-list entry has (one line, not too long); which ids an entry may
+    name depends on the bot's channel: :func:`access_entry_for`."""
     value = value.strip()
-    if BSUID_RE.match(value):
-        return value
-    try:
-        return normalize_phone(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is neither a phone number nor a WhatsApp BSUID") from exc
+    if len(value) > 200 or any(ord(ch) < 32 for ch in value):
+        raise ValueError(f"{value[:40]!r} is not a customer id (one line, at most 200 characters)")
+    return value
+
+
+def _scheme_value(scheme: str, value: str) -> str | None:
+    """``value`` normalized as an id of ``scheme``; ``None`` when it is not one."""
+    if scheme == "phone":
+        try:
+            return normalize_phone(value)
+        except ValueError:
+            return None
+    if scheme in ("bsuid", "parent_bsuid"):
+        return value if BSUID_RE.match(value) else None
+    if scheme == "telegram_user":
+        return value if TELEGRAM_USER_RE.match(value) else None
+    if scheme == "username":
+        return "@" + value.lstrip("@") if USERNAME_RE.match(value) else None
+    return value or None  # a plugin's scheme: compared exactly by the bot
+
+
+def access_entry_for(kind: str, value: str) -> str:
+    """Check and normalize one access-list entry of a ``kind`` bot against the customer
+    identities its channel declares (``identity_schemes``): ``scheme:value`` names one scheme;
+    a bare entry is a phone (E.164), a BSUID, an ``@username`` or a numeric Telegram user id,
+    whichever the channel gives.
+
+    Raises:
+        ValueError: the entry names no id this channel gives (the message says which it takes).
+    """
+    manifest = registry.get(kind)
+    schemes = manifest.identity_schemes
+    value = _check_access_entry(value)
+    hints = [h for s, h in _SCHEME_HINTS.items() if s in schemes]
+    hints += [f"{s}:<id>" for s in schemes if s not in _KNOWN_SCHEMES]
+    takes = f"this {manifest.label} bot takes " + ("; ".join(hints) or "no customer ids")
+    m = SCHEMED_ENTRY_RE.match(value)
+    if m is not None:
+        scheme, raw = m.group(1), m.group(2).strip()
+        if scheme not in schemes:
+            raise ValueError(
+                f"{value!r}: {manifest.label} customers have no {scheme} ids; {takes}"
+            )
+        normalized = _scheme_value(scheme, raw)
+        if normalized is None:
+            raise ValueError(f"{value!r} is not a valid {scheme.replace('_', ' ')} id; {takes}")
+        return f"{scheme}:{normalized}"
+    for scheme in ("bsuid", "parent_bsuid", "username", "telegram_user", "phone"):
+        if scheme not in schemes:
+            continue
+        if scheme == "username" and not value.startswith("@"):
+            continue  # a bare name could be anything; usernames are written with "@"
+        normalized = _scheme_value(scheme, value)
+        if normalized is not None:
+            return value if scheme == "telegram_user" else normalized
+    if any(s not in _KNOWN_SCHEMES for s in schemes):
+        return value  # a plugin channel's own ids: compared exactly by the bot
+    raise ValueError(f"{value!r} is not a customer id {manifest.label} gives: {takes}")
 
 
 class InstanceFields(BaseModel):

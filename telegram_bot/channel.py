@@ -102,6 +102,11 @@ class TelegramChannel(ChannelSpec):
                 "no webhook_secret configured: every update will be refused with 403 "
                 "(signatures are always checked); set one on this bot"
             )
+            ctx.webhook_health.flag(
+                ctx.client,
+                "no Webhook secret is set on this bot, so every update Telegram sends is "
+                "refused; set one in the bot's settings",
+            )
             return
         if url is None:
             logger.info("no public URL configured; webhook not registered automatically")

@@ -46,6 +46,7 @@ MANIFEST = ChannelManifest(
             help="Optional: any phrase of letters, digits, _ and -. Telegram sends it with "
             "every update so the bot knows the message really comes from Telegram.",
             max_length=256,
+            sandbox_default="sandbox-{random}",
         ),
         ConfigField(
             "telegram_api_base_url",

@@ -3,9 +3,10 @@
 POST: compare ``X-Telegram-Bot-Api-Secret-Token`` with the configured ``webhook_secret``
 (missing → 401, wrong → 403; no secret configured → 403 for everything, since an unverifiable
 update must not be trusted) → parse → persist to the inbox (``update:{update_id}`` dedupes
-redeliveries) → 200. Telegram stops delivering behind an update it cannot deliver, so an
-authentic update the bot cannot interpret (not JSON, unknown shape) is answered 200 and kept
-as a dead letter instead of an error.
+redeliveries) → 200. Refusals and acceptances feed the bot's "needs attention" state
+(:class:`shared.botkit.attention.WebhookHealth`). Telegram stops delivering behind an update
+it cannot deliver, so an authentic update the bot cannot interpret (not JSON, unknown shape)
+is answered 200 and kept as a dead letter instead of an error.
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ def decode_update(raw: bytes) -> Any:
         raise UpdateError("body is not JSON") from exc
 
 
+def _refusal_reason(exc: WebhookError, secret: str) -> str:
+    """Why updates are refused, in words for the bot's owner."""
+    if not secret:
+        return "no Webhook secret is set on this bot, so every update is refused"
+    if exc.status == 401:
+        return (
+            "updates arrive without a secret token (the webhook was registered without "
+            "this bot's Webhook secret)"
+        )
+    return "updates carry a different secret token than this bot's Webhook secret"
+
+
 def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
     """Return ``POST /webhook`` bound to the running bot."""
 
@@ -73,7 +86,9 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
                    if not secret else ""),
                 extra={"status": exc.status, "reason": exc.reason},
             )
+            ctx.webhook_health.refused(ctx.client, _refusal_reason(exc, secret))
             return web.Response(status=exc.status, text=exc.reason)
+        ctx.webhook_health.accepted(ctx.client)
         try:
             message = parse_update(decode_update(raw))
         except UpdateError as exc:

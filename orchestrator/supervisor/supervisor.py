@@ -276,6 +276,7 @@ class Supervisor:
             argv=list(self.settings.bot_command_override.get(w.instance_id, [])),
         )
         w.bot_error = None
+        w.attention = None
         handle = await self.spawner.spawn(spec)
         w.started_at = time.time()
         w._ps = None
@@ -345,10 +346,18 @@ class Supervisor:
         return await self.start(instance_id, kind)
 
     def note_bot_event(self, instance_id: str, type_: str, message: str) -> None:
-        """Remember a running bot's ``error`` event: it explains the exit that usually follows."""
+        """Remember a running bot's ``error`` event (it explains the exit that usually follows)
+        and its ``attention`` / ``attention_cleared`` events (the "needs attention" state of a
+        bot that runs but refuses its provider's updates; see shared.botkit.attention)."""
         w = self.watchers.get(instance_id)
-        if w is not None and type_ == "error" and message:
+        if w is None:
+            return
+        if type_ == "error" and message:
             w.bot_error = message[:500]
+        elif type_ == "attention":
+            w.attention = (message or "the bot reports a problem")[:500]
+        elif type_ == "attention_cleared":
+            w.attention = None
 
     def status(self, instance_id: str, kind: str) -> dict[str, Any]:
         """The bot's state, pid, port, uptime, memory, CPU, restarts and last error."""

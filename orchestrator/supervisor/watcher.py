@@ -40,6 +40,8 @@ class Watcher:
         self.last_error: str | None = None
         #: the last ``error`` event the current process reported (why it is about to exit).
         self.bot_error: str | None = None
+        #: why the running bot needs attention (it refuses every update), from its events.
+        self.attention: str | None = None
         self.want_running = False
         self.flapping = FlappingDetector(
             sup.settings.flapping_attempts, sup.settings.flapping_window
@@ -90,6 +92,7 @@ class Watcher:
             "restarts": self.restarts,
             "last_exit_code": self.last_exit_code,
             "last_error": self.last_error,
+            "attention": self.attention if self.state in ("running", "starting") else None,
         }
 
     # ------------------------------------------------------------ run loop

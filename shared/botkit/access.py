@@ -3,9 +3,10 @@
 List entries name a customer by any of its identities (:class:`CustomerRef` schemes): phones in
 any format (``+1 555 010 0001``, ``15550100001``; compared in E.164), BSUIDs (case-insensitive),
 ``@usernames`` (case-insensitive, ``@`` optional), Telegram user ids, or any other scheme's
-value (compared exactly). Matching is generic over the customer's identities: the inbox checks
-the identities of the message together with those already known for the customer, so a blocked
-BSUID stays blocked when the same customer later writes with a phone.
+value (compared exactly); ``scheme:value`` (``telegram_user:12345``) names one scheme only.
+Matching is generic over the customer's identities: the inbox checks the identities of the
+message together with those already known for the customer, so a blocked BSUID stays blocked
+when the same customer later writes with a phone.
 """
 
 from __future__ import annotations
@@ -71,15 +72,30 @@ MATCHERS: dict[str, Callable[[str, str], bool]] = {
 }
 
 
+#: ``scheme:value``: an entry naming one identity scheme (``telegram_user:12345``,
+#: ``phone:+15550100001``); it matches identities of that scheme only.
+SCHEMED_ENTRY_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):(.+)$")
+
+
+def split_entry(entry: str) -> tuple[str | None, str]:
+    """``("telegram_user", "12345")`` for ``telegram_user:12345``; ``(None, entry)`` for an
+    entry without a scheme (matched against every identity)."""
+    m = SCHEMED_ENTRY_RE.match(entry.strip())
+    if m is None:
+        return None, entry.strip()
+    return m.group(1), m.group(2).strip()
+
+
 def matches_any(customer: CustomerRef, entries: list[str]) -> bool:
-    """Return whether any entry names one of this customer's identities (any scheme)."""
+    """Return whether any entry names one of this customer's identities (an entry with a
+    ``scheme:`` prefix only that scheme's identity, a bare one any scheme)."""
     if not entries:
         return False
+    parsed = [split_entry(raw) for raw in entries if raw.strip()]
     for scheme, value in customer.identities.items():
         same = MATCHERS.get(scheme)
-        for raw in entries:
-            entry = raw.strip()
-            if not entry:
+        for wanted_scheme, entry in parsed:
+            if not entry or (wanted_scheme is not None and wanted_scheme != scheme):
                 continue
             if entry == value or (same is not None and same(entry, value)):
                 return True

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from shared.botkit.attention import WebhookHealth
 from shared.botkit.outbox import parse_part_tag
 from shared.channels.base import (
     CustomerRef,
@@ -70,6 +71,7 @@ class BotContext:
     outbox: OutboxWorker | None = None
     started_at: float = field(default_factory=time.monotonic)
     funnel_cache: dict[str, Any] = field(default_factory=dict)
+    webhook_health: WebhookHealth = field(default_factory=WebhookHealth)
 
     @property
     def instance_id(self) -> str:
