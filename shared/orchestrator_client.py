@@ -226,7 +226,8 @@ class OrchestratorClient:
             sends its fallback text.
 
         Raises:
-            OrchestratorUnavailable: the orchestrator could not be reached at all.
+            OrchestratorUnavailable: the orchestrator could not be reached at all, or answered
+                503 with ``Retry-After`` (it is still loading its models).
         """
         body = {"text": text, "history": history, "customer": customer}
         try:
@@ -236,6 +237,12 @@ class OrchestratorClient:
                 headers=self._headers(),
                 timeout=self._llm_timeout,
             ) as resp:
+                if resp.status == 503 and resp.headers.get("Retry-After"):
+                    # Warming up (loading its models): as good as unreachable for a moment;
+                    # the caller waits for the real answer instead of sending its fallback.
+                    raise OrchestratorUnavailable(
+                        f"warming up (Retry-After: {resp.headers['Retry-After']})"
+                    )
                 if resp.status != 200:
                     logger.info("llm reply unavailable", extra={"status": resp.status})
                     return None

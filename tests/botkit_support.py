@@ -42,6 +42,7 @@ class FakeOrchestrator:
     request_ids: list[str | None] = field(default_factory=list)
     llm_answer: str | None = None
     llm_status: int = 404
+    llm_warming: int = 0  # answer this many replies 503 + Retry-After (models loading)
     config_failures: int = 0
     refreshes: int = 0
     url: str = ""
@@ -71,6 +72,11 @@ class FakeOrchestrator:
 
         async def llm(request: web.Request) -> web.Response:
             self.request_ids.append(request.headers.get("X-Request-ID"))
+            if self.llm_warming > 0:
+                self.llm_warming -= 1
+                return web.json_response(
+                    {"detail": "warming up"}, status=503, headers={"Retry-After": "1"}
+                )
             self.llm_requests.append(await request.json())
             if self.llm_answer is None:
                 return web.json_response({"detail": "Not Found"}, status=self.llm_status)

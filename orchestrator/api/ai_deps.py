@@ -1,8 +1,11 @@
 """The orchestrator's one `AIService`: built lazily, wired to the store, injected into routes.
 
 Importing the AI stack (FAISS, numpy, the model clients) takes a couple of seconds, so
-``create_app`` only makes an :class:`AIHolder`; the service is built on first use (or by a
-background warm-up after startup) and models load later still, on their first request.
+``create_app`` only makes an :class:`AIHolder`; the service is built on first use or by a
+background warm-up after startup, which then loads the embedding model too. While that warm-up
+runs, ``POST /internal/llm/reply`` for a bot with knowledge bases answers 503 with
+``Retry-After`` (:func:`warming_up`): the bot waits and asks again instead of sending its
+fallback text.
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ class AIHolder:
         self._box = box
         self._lock = threading.Lock()
         self._service: AIService | None = None
+        self._warming = False
+
+    @property
+    def warming(self) -> bool:
+        """Whether the start-up warm-up (AI stack, embedding model) is still running."""
+        return self._warming
 
     @property
     def built(self) -> AIService | None:
@@ -112,8 +121,25 @@ class AIHolder:
         return self._service
 
     async def warm_up(self) -> None:
-        """Import the AI stack in a worker thread (models still load on first use)."""
-        await asyncio.to_thread(self.get)
+        """Import the AI stack and load the embedding model in a worker thread.
+
+        :attr:`warming` is true meanwhile. A model that fails to load is logged and left to
+        load (and fail with a clear error) on first use.
+        """
+        self._warming = True
+        try:
+            await asyncio.to_thread(self._warm)
+        finally:
+            self._warming = False
+
+    def _warm(self) -> None:
+        service = self.get()
+        try:
+            service.embedder.load()
+        except Exception as exc:  # a missing or broken model: reported when a request needs it
+            logger.warning("embedding model warm-up failed", extra={"error": str(exc)})
+        else:
+            logger.info("embedding model loaded")
 
     async def aclose(self) -> None:
         """Close the service's clients and threads if it was built."""
@@ -141,6 +167,15 @@ def install_ai(app: FastAPI, settings: Settings, engine: Engine, box: SecretBox)
     app.state.startup_hooks.append(_warm)
     app.state.shutdown_hooks.append(_close)
     return holder
+
+
+WARM_UP_RETRY_AFTER_S = 5
+
+
+def warming_up(request: Request) -> bool:
+    """Whether the orchestrator is still warming up its models (see :class:`AIHolder`)."""
+    holder: AIHolder | None = getattr(request.app.state, "ai", None)
+    return holder is not None and holder.warming
 
 
 def get_ai(request: Request) -> AIService:

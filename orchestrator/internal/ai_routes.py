@@ -7,14 +7,22 @@ good answers 503 with a clear detail; the bot then sends its fallback text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Request, Response, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import crud
-from orchestrator.api.ai_deps import AIDep, ai_errors, read_upload
+from orchestrator.api.ai_deps import (
+    WARM_UP_RETRY_AFTER_S,
+    AIDep,
+    AIHolder,
+    ai_errors,
+    read_upload,
+    warming_up,
+)
 from orchestrator.api.deps import BoxDep
 from orchestrator.internal.routes import BotDep
 from orchestrator.models import BotInstance
@@ -77,8 +85,23 @@ def _kb_ids(bot: BotInstance) -> list[str]:
 
 
 @router.post("/llm/reply")
-async def llm_reply(body: ReplyRequest, bot: BotDep, box: BoxDep, ai: AIDep) -> dict[str, Any]:
-    """The bot's answer to a customer message (503 when its LLM fails: send the fallback)."""
+async def llm_reply(
+    request: Request, body: ReplyRequest, bot: BotDep, box: BoxDep
+) -> dict[str, Any]:
+    """The bot's answer to a customer message (503 when its LLM fails: send the fallback).
+
+    While the orchestrator warms up its models after a start, a bot with knowledge bases gets
+    503 with ``Retry-After``: it waits and asks again rather than sending its fallback text.
+    """
+    if _kb_ids(bot) and warming_up(request):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the orchestrator is loading its models; ask again shortly",
+            headers={"Retry-After": str(WARM_UP_RETRY_AFTER_S)},
+        )
+    holder: AIHolder = request.app.state.ai
+    built = holder.built
+    ai = built if built is not None else await asyncio.to_thread(holder.get)  # off the loop
     config = crud.instance_settings(bot, box, reveal=False)
     history = [h.model_dump() for h in body.history]
     with ai_errors():

@@ -643,3 +643,59 @@ def test_owner_id_beyond_the_database_is_422(client: TestClient, actors: Actors)
     res = client.post("/admin/whatsapp/instances", json={"name": "b", "owner_id": 2**64},
                       headers=actors.headers["admin"])
     assert res.status_code == 422
+
+
+def test_internal_reply_answers_503_retry_after_while_the_models_warm_up(
+    client: TestClient, actors: Actors
+) -> None:
+    """After a start the embedding model loads in the background; meanwhile a bot with
+    knowledge bases is told to ask again (503 + Retry-After, which the bot waits on) instead of
+    getting an error it would answer with its fallback text."""
+    import asyncio
+    import threading
+
+    h = actors.headers["alice"]
+    kb_id = create_base(client, h)
+    upload(client, h, kb_id, "gifts.txt", TXT_DOC.encode(), "text/plain")
+    bot = create_bot(client, h, knowledge_base_ids=[kb_id])
+    plain = create_bot(client, h, name="No knowledge")
+    holder = client.app.state.ai  # type: ignore[attr-defined]
+    service = holder.get()
+    real = service.embedder
+    entered, gate = threading.Event(), threading.Event()
+
+    class GatedEmbedder:
+        """The real embedder whose model load waits for the gate (a slow first load)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def load(self) -> Any:
+            entered.set()
+            gate.wait(30)
+            return real.load()
+
+    service.embedder = GatedEmbedder()
+    warm = threading.Thread(target=asyncio.run, args=(holder.warm_up(),))
+    body = {"text": "How long is a gift card valid?", "history": [], "customer": "+15550003333"}
+    try:
+        warm.start()
+        assert entered.wait(30)  # the warm-up loads the embedding model
+        assert holder.warming
+        res = client.post("/internal/llm/reply", json=body, headers=bot_headers(client, bot["id"]))
+        assert res.status_code == 503
+        assert res.headers["Retry-After"] == "5"
+        assert "loading its models" in res.json()["detail"]
+        # A bot without knowledge bases needs no embeddings: answered meanwhile.
+        other = client.post(
+            "/internal/llm/reply", json=body, headers=bot_headers(client, plain["id"])
+        )
+        assert other.status_code == 200, other.text
+    finally:
+        gate.set()
+        warm.join(30)
+        service.embedder = real
+    assert not holder.warming
+    res = client.post("/internal/llm/reply", json=body, headers=bot_headers(client, bot["id"]))
+    assert res.status_code == 200, res.text
+    assert "two years" in res.json()["text"]

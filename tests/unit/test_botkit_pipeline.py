@@ -77,6 +77,24 @@ async def test_reply_waits_for_an_unreachable_orchestrator_in_order(h: Harness) 
         "zxqv first while down", "zxqv second while down"]  # the customer's order is kept
 
 
+async def test_reply_waits_while_the_orchestrator_warms_up_its_models(h: Harness) -> None:
+    # 503 + Retry-After: the embedding model is still loading after a restart. Not "no
+    # answer" (a bare 503 is: the fallback), so the customer gets the real answer once warm.
+    h.orch.llm_warming = 2
+    h.orch.llm_answer = "We open at 8."
+    h.ctx.accept_inbound(text("wamid.w1", "zxqv when do you open?"))
+    await h.settle()
+    assert h.orch.llm_warming == 0
+    assert [m["text"] for m in await h.sent(TO)] == ["We open at 8."]
+
+
+async def test_a_bare_503_still_sends_the_fallback(h: Harness) -> None:
+    h.orch.llm_status = 503  # the LLM backend failed for good: no Retry-After
+    h.ctx.accept_inbound(text("wamid.f1", "zxqv anyone?"))
+    await h.settle()
+    assert [m["text"] for m in await h.sent(TO)] == ["FALLBACK: a person will answer soon."]
+
+
 async def test_unreachable_orchestrator_for_too_long_sends_the_fallback(h: Harness) -> None:
     assert h.ctx.client is not None
     h.ctx.client.base_url = f"http://127.0.0.1:{free_port()}"
