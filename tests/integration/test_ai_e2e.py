@@ -177,6 +177,25 @@ def test_kb_bot_answers_from_its_base_with_a_voice_note_and_hears_voice(env: Env
     assert inbound == ("audio", "[voice] When is the shop open on Saturday?")
 
 
+def test_kb_bot_answers_a_price_question_from_its_base_not_the_funnel_price_list(
+    env: Env,
+) -> None:
+    # The default funnel's FAQ has a price entry matched by "how much"; this bot's knowledge
+    # base knows what a gift card costs: the question is answered from the base.
+    bot = env.bot("Gift Shop", knowledge_base_ids=[env.shop_kb()])
+    c = env.customer(bot)
+    res = c.post(c.payload("How much is a gift card?"))
+    assert res.status_code == 200
+    texts = [body_text(m) for m in collect(c, until_audio=False)]
+    assert any("25, 50 and 100 euro" in t for t in texts), texts
+    assert not any("Private AI" in t or "How much does it cost" in t for t in texts), texts
+    # Asked in the FAQ's own words, the funnel's entry still answers (a confident match).
+    res = c.post(c.payload("How much does it cost?"))
+    assert res.status_code == 200
+    texts = [body_text(m) for m in collect(c, until_audio=False)]
+    assert any("How much does it cost?" in t for t in texts), texts
+
+
 TG_TOKEN = "7000000077:AAH-voice-e2e"
 TG_SECRET = "tg-voice-secret"
 TG_USER = 521234599
