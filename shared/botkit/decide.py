@@ -106,7 +106,7 @@ class Inbound:
     def counted(self) -> bool:
         """Whether the message counts toward the rate limit. Pressing the bot's own buttons
         and answering its free-text funnel steps is the funnel working, not a flood (with the
-        seed's 5 per 5 h default, a quiz alone would otherwise hit the limit)."""
+        strict preset, 5 per 5 h, a quiz alone would otherwise hit the limit)."""
         message, state = self.message, self.customer.state
         return not (
             message.payload
