@@ -124,3 +124,50 @@ def test_update_readme_keeps_the_handwritten_part(tmp_path: Path) -> None:
     assert "old" not in new
     assert new.count(report.BEGIN) == 1
     assert "WhatsApp bot" in new
+
+
+def compare_run(commit: str, rps: float, reply_p50: float, load: tuple[float, float]) -> dict[
+        str, Any]:
+    return {"commit": commit, "acks_per_s": rps, "ratio_to_bare": 0.15, "ack_p50_ms": 10.0,
+            "ack_p99_ms": 20.0, "ack_p99_ms_open_200": 30.0, "reply_p50_ms": reply_p50,
+            "reply_p99_ms": 60.0, "loadavg": {"1min_min": load[0], "1min_max": load[1]}}
+
+
+WEBHOOK_COMPARE = {
+    "benchmark": "webhook_compare", "date": "2026-05-02T10:00:00+00:00",
+    "git_commit": "fedcba9876543210", "before_commit": "e5d3987844e2",
+    "full_runs": {"before": [compare_run("e5d3987844e2", 2000.0, 20.0, (1.0, 2.5))],
+                  "after": [compare_run("fedcba987654", 1800.0, 22.0, (3.0, 4.0))]},
+    "median": {"before": {"acks_per_s": 2000.0, "reply_p50_ms": 20.0},
+               "after": {"acks_per_s": 1800.0, "reply_p50_ms": 22.0}},
+    "change_pct": {"acks_per_s": -10.0, "reply_p50_ms": 10.0},
+    "verdict": "within noise",
+    "side_by_side": {
+        "ack": {"before": [{}, {}], "after": [{}, {}],
+                "median": {"before": {"acks_per_s": 2775.0, "server_cpu_ms_per_request": 0.379},
+                           "after": {"acks_per_s": 2744.0, "server_cpu_ms_per_request": 0.388}}},
+        "inbound_to_reply": {"before": [{}], "after": [{}],
+                             "median": {"before": {"reply_p50_ms": 7.25},
+                                        "after": {"reply_p50_ms": 7.2}}}},
+}
+
+
+def test_before_after_comparison_is_its_own_section_after_the_webhook(tmp_path: Path) -> None:
+    write(tmp_path, "webhook", WEBHOOK)
+    write(tmp_path, "webhook_compare", WEBHOOK_COMPARE)
+    text = report.render(report.load_results(tmp_path))
+    title = "### Before/after the channel registry and decision step (same run)"
+    assert text.index("### Webhook") < text.index(title) < text.index("## Reliability")
+    section = text[text.index(title):text.index("## Reliability")]
+    assert "`e5d3987` (before) against `fedcba9` (after)" in section
+    assert ("| metric | before 1 | after 1 | before (median) | after (median) | change |"
+            in section)
+    assert "| acks/s (closed loop, mean of rounds) | 2,000 | 1,800 | 2,000 | 1,800 | -10.0 % |" \
+        in section
+    assert "| inbound → reply p50 ms | 20.00 | 22.00 | 20.00 | 22.00 | +10.0 % |" in section
+    assert "| load average (1 min) during the run, min–max | 1.0–2.5 | 3.0–4.0 |" in section
+    assert "| ack, closed loop: acks/s | 2 | 2,775 | 2,744 |" in section
+    assert "| ack, closed loop: server CPU ms/request | 2 | 0.379 | 0.388 |" in section
+    assert "| inbound → reply: p50 ms | 1 | 7.25 | 7.20 |" in section
+    assert "**Verdict:** within noise" in section
+    assert "commit `fedcba987654`" in section
