@@ -384,7 +384,7 @@ def _declared_value(spec: channel_registry.ConfigField, value: Any) -> Any:
     return value
 
 
-def _access_list(kind: str, key: str, entries: list[str]) -> list[str]:
+def access_list(kind: str, key: str, entries: list[str]) -> list[str]:
     """An access list checked against the ids ``kind``'s channel gives (see
     :func:`orchestrator.schemas.access_entry_for`), normalized, duplicates dropped."""
     out: list[str] = []
@@ -449,7 +449,7 @@ def _apply(
     _check_provider_urls(fields, rules)
     for key in ("allowed_phones", "blocked_phones"):
         if fields.get(key):
-            fields[key] = _access_list(kind, key, fields[key])
+            fields[key] = access_list(kind, key, fields[key])
     if "funnel" in fields:
         _check_funnel(fields["funnel"])
     if fields.get("knowledge_base_ids"):

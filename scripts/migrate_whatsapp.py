@@ -105,7 +105,16 @@ def legacy_values(data: dict[str, Any]) -> dict[str, Any]:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise LegacyRowError(problems) from None
-    return model.model_dump(mode="json", exclude_none=True)
+    out = model.model_dump(mode="json", exclude_none=True)
+    for key in ("allowed_phones", "blocked_phones"):
+        if key in out:
+            # The same per-channel check and normalisation the admin API applies.
+            try:
+                out[key] = crud.access_list("whatsapp", key, list(out[key]))
+            except crud.FieldError as exc:
+                where = ".".join(str(p) for p in exc.loc[1:])
+                raise LegacyRowError(f"{where}: {exc.msg}") from None
+    return out
 
 
 def import_legacy(settings: Settings) -> tuple[int, list[str]]:

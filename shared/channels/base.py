@@ -46,7 +46,40 @@ def lookup_order(schemes: Iterable[str]) -> list[str]:
     return [*first, *middle, *last]
 
 
-class CustomerRef:
+class IdentityView:
+    """Named shortcuts to the well-known identity schemes of anything with ``identities``
+    (``{scheme: value}``): a :class:`CustomerRef`, a stored customer."""
+
+    __slots__ = ()
+    identities: dict[str, str]
+
+    @property
+    def phone(self) -> str | None:
+        """The :data:`PHONE` identity."""
+        return self.identities.get(PHONE)
+
+    @property
+    def bsuid(self) -> str | None:
+        """The :data:`BSUID` identity."""
+        return self.identities.get(BSUID)
+
+    @property
+    def parent_bsuid(self) -> str | None:
+        """The :data:`PARENT_BSUID` identity."""
+        return self.identities.get(PARENT_BSUID)
+
+    @property
+    def username(self) -> str | None:
+        """The :data:`USERNAME` identity."""
+        return self.identities.get(USERNAME)
+
+    @property
+    def telegram_id(self) -> str | None:
+        """The :data:`TELEGRAM_USER` identity."""
+        return self.identities.get(TELEGRAM_USER)
+
+
+class CustomerRef(IdentityView):
     """Every identity a channel gives for one customer: a mapping ``scheme → value``.
 
     Schemes are plain strings (:data:`PHONE` ``+15551234567`` in E.164, :data:`BSUID` the
@@ -94,30 +127,10 @@ class CustomerRef:
         """The value of one scheme, or ``None``."""
         return self.identities.get(scheme)
 
-    @property
-    def phone(self) -> str | None:
-        """The :data:`PHONE` identity."""
-        return self.identities.get(PHONE)
 
-    @property
-    def bsuid(self) -> str | None:
-        """The :data:`BSUID` identity."""
-        return self.identities.get(BSUID)
 
-    @property
-    def parent_bsuid(self) -> str | None:
-        """The :data:`PARENT_BSUID` identity."""
-        return self.identities.get(PARENT_BSUID)
 
-    @property
-    def username(self) -> str | None:
-        """The :data:`USERNAME` identity."""
-        return self.identities.get(USERNAME)
 
-    @property
-    def telegram_id(self) -> str | None:
-        """The :data:`TELEGRAM_USER` identity."""
-        return self.identities.get(TELEGRAM_USER)
 
     def merged(self, other: CustomerRef | Mapping[str, str]) -> CustomerRef:
         """A reference with ``other``'s identities added (this one's values win)."""

@@ -20,13 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.channels.base import (
-    BSUID,
     MOVABLE_SCHEMES,
-    PARENT_BSUID,
-    PHONE,
-    TELEGRAM_USER,
-    USERNAME,
     CustomerRef,
+    IdentityView,
     InboundMessage,
     lookup_order,
 )
@@ -98,7 +94,7 @@ def inbound_from_json(text: str) -> InboundMessage:
 
 
 @dataclass(slots=True)
-class User:
+class User(IdentityView):
     """One customer row with its identities (``{scheme: value}``, see :class:`CustomerRef`)."""
 
     id: int
@@ -116,31 +112,6 @@ class User:
     def ref(self) -> CustomerRef:
         """Return every identifier of this customer as a :class:`CustomerRef`."""
         return CustomerRef(self.identities, profile_name=self.profile_name)
-
-    @property
-    def phone(self) -> str | None:
-        """The ``phone`` identity."""
-        return self.identities.get(PHONE)
-
-    @property
-    def bsuid(self) -> str | None:
-        """The ``bsuid`` identity."""
-        return self.identities.get(BSUID)
-
-    @property
-    def parent_bsuid(self) -> str | None:
-        """The ``parent_bsuid`` identity."""
-        return self.identities.get(PARENT_BSUID)
-
-    @property
-    def username(self) -> str | None:
-        """The ``username`` identity."""
-        return self.identities.get(USERNAME)
-
-    @property
-    def telegram_id(self) -> str | None:
-        """The ``telegram_user`` identity."""
-        return self.identities.get(TELEGRAM_USER)
 
 
 @dataclass(slots=True)
