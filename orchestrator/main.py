@@ -241,10 +241,12 @@ def create_app(
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
-        """Liveness: the process answers and its database is reachable."""
+        """Liveness: the process answers and its database is reachable; ``models`` is
+        ``warming`` while the AI models load in the background after start, then ``ready``."""
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
-        return {"status": "ok"}
+        warming = app.state.ai.warming
+        return {"status": "ok", "models": "warming" if warming else "ready"}
 
     @app.get("/version", tags=["meta"])
     def version() -> dict[str, str]:

@@ -155,6 +155,7 @@ def install_ai(app: FastAPI, settings: Settings, engine: Engine, box: SecretBox)
     tasks: set[asyncio.Task[None]] = set()
 
     async def _warm(_app: FastAPI) -> None:
+        holder._warming = True  # from the start, not from the task's first step
         task = asyncio.create_task(holder.warm_up())
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -37,6 +37,12 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrchestratorProce
         FLOTILLA_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT),
         FLOTILLA_AUTO_START_BOTS="false",
     ).start()
+    # The models load in the background after start (hundreds of MB): wait for that, so the
+    # memory watched below is the requests', not the warm-up's.
+    deadline = time.monotonic() + 180
+    while proc.http.get("/health").json().get("models") != "ready":
+        assert time.monotonic() < deadline, "the orchestrator never finished warming up"
+        time.sleep(0.5)
     yield proc
     proc.close()
 
