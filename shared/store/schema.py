@@ -170,12 +170,61 @@ MIGRATIONS: list[str] = [
     ALTER TABLE users DROP COLUMN username;
     ALTER TABLE users DROP COLUMN telegram_id;
     """,
+    # 5: the durable scheduler (shared.botkit.scheduler) and follow-up sequences
+    # (shared.botkit.followups). A job is claimed (pending → running, committed) before its
+    # action; a job that sends commits its outbox row together with ``done`` (outbox_id).
+    # ``dedupe_key`` makes "create this job once" an INSERT OR IGNORE.
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'running', 'done', 'failed', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        dedupe_key TEXT UNIQUE,
+        user_id INTEGER,
+        outbox_id INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX jobs_open ON jobs(status, due_at) WHERE status IN ('pending', 'running');
+    CREATE INDEX jobs_user ON jobs(user_id, id);
+
+    CREATE TABLE followups (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        status TEXT NOT NULL DEFAULT 'active'
+            CHECK (status IN ('active', 'stopped', 'completed')),
+        touches_sent INTEGER NOT NULL DEFAULT 0,
+        touches_total INTEGER NOT NULL,
+        next_due_at TEXT,
+        stop_reason TEXT,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX followups_one_active ON followups(user_id) WHERE status = 'active';
+    CREATE INDEX followups_user ON followups(user_id, id);
+
+    CREATE TABLE opt_outs (
+        user_id INTEGER PRIMARY KEY REFERENCES users(id),
+        reason TEXT NOT NULL,
+        text TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 #: The version a database written by this code has (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The first version with the ``identities`` table (readers of older files fall back).
 IDENTITIES_VERSION = 4
+#: The first version with the ``jobs``, ``followups`` and ``opt_outs`` tables.
+JOBS_VERSION = 5
 
 
 def migrate(conn: sqlite3.Connection) -> int:
