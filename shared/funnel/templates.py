@@ -1,0 +1,260 @@
+"""Funnel templates: data files with ``{placeholders}`` that a business fills in.
+
+A template lives in ``shared/funnel/templates/<id>.json``::
+
+    {"id": "documents", "order": 1,
+     "title": {"en": "...", "ru": "..."}, "description": {"en": "...", "ru": "..."},
+     "placeholders": ["business_name", "about", ...],
+     "funnels": {"en": {<funnel>}, "ru": {<funnel>}}}
+
+A funnel may also be the name of a funnel file in ``shared/funnel`` (``"default_funnel.json"``:
+the ``sales`` template is exactly the seed-004 funnel). :func:`render_template` fills the
+placeholders of the chosen language's funnel from a :class:`BusinessProfile` and returns a dict
+that :func:`shared.funnel.load_funnel` accepts.
+
+The values come from users, so they are checked (:class:`BusinessProfile`: lengths, a real time
+zone, en/ru) and made inert: braces and control characters are dropped (a value cannot add a
+placeholder such as the customer's ``{name}``), and they are put in with plain
+:meth:`str.replace` of the known placeholders into the already parsed JSON strings, never with
+``str.format`` and never into JSON text. A line whose placeholder has no value (no hours given)
+is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.funnel.validation import load_funnel
+
+LANGUAGES = ("en", "ru")
+DEFAULT_TEMPLATE = "documents"
+"""What a bot created without a funnel gets, filled with its name."""
+SALES_TEMPLATE = "sales"
+
+#: The placeholders a template may use, with the longest value each takes.
+MAX_LENGTHS: dict[str, int] = {
+    "business_name": 80,
+    "about": 400,
+    "hours": 200,  # plus " (<time zone> time)"
+    "timezone": 64,
+    "currency": 12,
+    "contact": 200,
+}
+#: Used when the business gives no currency (never the seed's "₽").
+DEFAULT_CURRENCY = {"en": "USD", "ru": "руб."}
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029]")
+_TEMPLATE_ID = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class TemplateError(ValueError):
+    """A template is unknown or does not render to a valid funnel."""
+
+
+def clean_value(value: str, limit: int, *, multiline: bool = False) -> str:
+    """A user's value made inert for a template: no braces or control characters, spaces
+    squeezed (new lines kept only for ``multiline``), at most ``limit`` characters."""
+    value = _CONTROL.sub(" ", value.replace("\r\n", "\n").replace("\t", " "))
+    value = value.replace("{", "").replace("}", "")
+    if multiline:
+        lines = [" ".join(line.split()) for line in value.split("\n")]
+        value = "\n".join(line for line in lines if line)
+    else:
+        value = " ".join(value.split())
+    return value[:limit].strip()
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it names an IANA time zone (``Europe/Berlin``), else ``ValueError``."""
+    if not value:
+        return value
+    if value not in _timezones():
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value[:64]!r} is not a time zone: use a name like Europe/Berlin or "
+                "America/New_York"
+            ) from None
+    return value
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def timezone_names() -> list[str]:
+    """Every IANA time zone name known here, sorted (for a picker)."""
+    return sorted(_timezones())
+
+
+class BusinessProfile(BaseModel):
+    """What a business tells about itself; the values templates are filled with.
+
+    Stored on the bot (``config["business"]``) so the admin UI can show and edit it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=MAX_LENGTHS["business_name"])
+    about: str = Field(default="", max_length=MAX_LENGTHS["about"])
+    hours: str = Field(default="", max_length=MAX_LENGTHS["hours"])
+    timezone: str = Field(default="", max_length=MAX_LENGTHS["timezone"])
+    language: Literal["en", "ru"] = "en"
+    currency: str = Field(default="", max_length=MAX_LENGTHS["currency"])
+    contact: str = Field(default="", max_length=MAX_LENGTHS["contact"])
+
+    @field_validator("name", "about", "hours", "currency", "contact")
+    @classmethod
+    def _clean(cls, value: str) -> str:
+        return clean_value(value, 10_000, multiline=False)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value.strip())
+
+    def values(self, fallback_name: str = "") -> dict[str, str]:
+        """The placeholder values (``business_name`` falls back to ``fallback_name``)."""
+        hours = self.hours
+        if hours and self.timezone:
+            zone = f"{self.timezone} time" if self.language == "en" else f"время {self.timezone}"
+            hours = f"{hours} ({zone})"
+        raw = {
+            "business_name": self.name or fallback_name,
+            "about": self.about,
+            "hours": hours,
+            "timezone": self.timezone,
+            "currency": self.currency or DEFAULT_CURRENCY[self.language],
+            "contact": self.contact,
+        }
+        limits = {**MAX_LENGTHS, "hours": MAX_LENGTHS["hours"] + MAX_LENGTHS["timezone"] + 10}
+        return {k: clean_value(v, limits[k]) for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """A template as the API lists it."""
+
+    id: str
+    title: str
+    description: str
+    placeholders: list[str]
+    languages: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "placeholders": list(self.placeholders),
+            "languages": list(self.languages),
+        }
+
+
+@lru_cache(maxsize=1)
+def _load_all() -> dict[str, dict[str, Any]]:
+    folder = resources.files("shared.funnel").joinpath("templates")
+    docs: dict[str, dict[str, Any]] = {}
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".json"):
+            continue
+        doc = json.loads(entry.read_text("utf-8"))
+        docs[doc["id"]] = doc
+    return dict(sorted(docs.items(), key=lambda item: (item[1].get("order", 99), item[0])))
+
+
+def _pick(texts: Mapping[str, str], language: str) -> str:
+    return texts.get(language) or texts.get("en") or next(iter(texts.values()), "")
+
+
+def list_templates(language: str = "en") -> list[TemplateInfo]:
+    """Every template, in display order, with titles in ``language`` (English otherwise)."""
+    return [
+        TemplateInfo(
+            id=doc["id"],
+            title=_pick(doc["title"], language),
+            description=_pick(doc["description"], language),
+            placeholders=list(doc.get("placeholders", [])),
+            languages=[lang for lang in LANGUAGES if lang in doc["funnels"]],
+        )
+        for doc in _load_all().values()
+    ]
+
+
+def get_template(template_id: str) -> dict[str, Any]:
+    """The template document, or :class:`TemplateError` (unknown id)."""
+    doc = _load_all().get(template_id) if _TEMPLATE_ID.match(template_id or "") else None
+    if doc is None:
+        known = ", ".join(_load_all())
+        raise TemplateError(f"unknown template {template_id[:40]!r}; templates: {known}")
+    return doc
+
+
+def _fill(text: str, values: Mapping[str, str]) -> str:
+    lines = []
+    for line in text.split("\n"):
+        used = [key for key in values if "{" + key + "}" in line]
+        if any(not values[key] for key in used):
+            continue  # "Opening hours: {hours}" when no hours were given
+        for key in used:
+            line = line.replace("{" + key + "}", values[key])
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _walk(node: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return _fill(node, values)
+    if isinstance(node, list):
+        return [_walk(item, values) for item in node]
+    if isinstance(node, dict):
+        return {key: _walk(item, values) for key, item in node.items()}
+    return node
+
+
+def render_template(
+    template_id: str, business: BusinessProfile | Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The funnel of ``template_id`` in the business's language, filled with its values.
+
+    Args:
+        template_id: ``documents``, ``leads``, ``sales`` (see :func:`list_templates`).
+        business: the values (a :class:`BusinessProfile` or a dict of its fields; validated).
+
+    Returns:
+        A funnel dict that passes :func:`shared.funnel.load_funnel`.
+
+    Raises:
+        TemplateError: unknown template, or the filled funnel is not valid.
+        pydantic.ValidationError: a bad value (too long, unknown time zone or language).
+    """
+    doc = get_template(template_id)
+    profile = (
+        business
+        if isinstance(business, BusinessProfile)
+        else BusinessProfile.model_validate(dict(business or {}))
+    )
+    funnels = doc["funnels"]
+    funnel = funnels.get(profile.language) or funnels["en"]
+    if isinstance(funnel, str):  # a shipped funnel file, used as it is
+        text = resources.files("shared.funnel").joinpath(funnel).read_text("utf-8")
+        return load_funnel(json.loads(text)).to_dict()
+    values = profile.values()
+    if not values["business_name"]:
+        values["business_name"] = "our team" if profile.language == "en" else "нашей команды"
+    filled = _walk(funnel, values)
+    try:
+        return load_funnel(filled).to_dict()
+    except ValueError as exc:
+        raise TemplateError(f"template {template_id!r} did not render: {exc}") from exc

@@ -1,0 +1,162 @@
+"""Funnel templates (shared/funnel/templates): each renders to a valid funnel, placeholders are
+filled, the neutral ones carry nothing of the seed-004 business, user values are inert."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from shared.funnel import default_funnel, load_funnel
+from shared.funnel.templates import (
+    MAX_LENGTHS,
+    BusinessProfile,
+    TemplateError,
+    list_templates,
+    render_template,
+)
+
+SEED_TRACES = ("Private AI", "₽", "YooMoney", "yoomoney", "your-org", "Moscow", "49 000")
+SHOP = {
+    "name": "Maple Leaf Books",
+    "about": "A second-hand bookshop on Harbour Street.",
+    "hours": "Tue–Sun 10:00–18:00",
+    "timezone": "America/Halifax",
+    "contact": "hello@mapleleaf.example",
+}
+NEUTRAL = ("documents", "leads")
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    if isinstance(node, dict):
+        return [s for item in node.values() for s in _strings(item)]
+    return []
+
+
+def test_the_list_has_the_three_templates_in_order() -> None:
+    infos = list_templates()
+    assert [t.id for t in infos][:3] == ["documents", "leads", "sales"]
+    documents = infos[0]
+    assert documents.title == "Answer questions from my documents"
+    assert {"business_name", "hours", "timezone", "contact"} <= set(documents.placeholders)
+    assert documents.languages == ["en", "ru"]
+    assert list_templates("ru")[0].title.startswith("Отвечать")
+
+
+@pytest.mark.parametrize("template_id", ["documents", "leads", "sales"])
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_every_template_renders_a_valid_funnel(template_id: str, language: str) -> None:
+    funnel = render_template(template_id, {**SHOP, "language": language})
+    load_funnel(funnel)  # raises on an invalid funnel
+    json.dumps(funnel)
+
+
+def test_sales_is_exactly_the_seed_funnel() -> None:
+    assert render_template("sales", SHOP) == default_funnel().to_dict()
+
+
+@pytest.mark.parametrize("template_id", NEUTRAL)
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_neutral_templates_fill_placeholders_and_carry_no_seed_business(
+    template_id: str, language: str
+) -> None:
+    funnel = render_template(template_id, {**SHOP, "language": language})
+    text = json.dumps(funnel, ensure_ascii=False)
+    for trace in SEED_TRACES:
+        assert trace not in text, trace
+    for placeholder in ("business_name", "about", "hours", "timezone", "currency", "contact"):
+        assert "{" + placeholder + "}" not in text
+    assert "Maple Leaf Books" in funnel["texts"]["welcome"]
+    assert "{name}" in funnel["texts"]["welcome"]  # the customer's name, filled per message
+    assert "Tue–Sun 10:00–18:00" in funnel["manager"]["text"]
+    assert "America/Halifax" in funnel["manager"]["text"]
+    assert "hello@mapleleaf.example" in funnel["manager"]["text"]
+    actions = [b["action"] for b in funnel["welcome"]]
+    assert "sales:manager" in actions
+    assert funnel["payment"] is None
+    assert funnel["quote"] is None
+    assert funnel["products"] == {}
+
+
+def test_documents_offers_a_question_and_a_person_in_english_and_russian() -> None:
+    en = render_template("documents", SHOP)
+    assert [b["title"] for b in en["welcome"]] == ["Ask a question", "Talk to a person"]
+    ru = render_template("documents", {**SHOP, "language": "ru"})
+    assert "Здравствуйте" in ru["texts"]["welcome"]
+    assert [b["title"] for b in ru["welcome"]] == ["Задать вопрос", "Позвать человека"]
+
+
+def test_leads_asks_need_budget_timeline_then_hands_over() -> None:
+    funnel = render_template("leads", {**SHOP, "currency": "CAD"})
+    steps = funnel["discovery"]["steps"]
+    assert [s["id"] for s in steps] == ["lead_need", "lead_budget", "lead_timeline"]
+    assert "CAD" in steps[1]["text"]
+    assert "person" in funnel["discovery"]["done"]
+    assert funnel["welcome"][0]["action"] == "sales:discovery"
+
+
+def test_lines_without_a_value_are_left_out() -> None:
+    funnel = render_template("documents", {"name": "Corner Café"})
+    manager = funnel["manager"]["text"]
+    assert "Opening hours" not in manager
+    assert "reach us" not in manager
+    assert "Corner Café" in manager
+    assert "{" not in manager
+
+
+def test_hostile_values_are_inert() -> None:
+    funnel = render_template(
+        "documents",
+        {
+            "name": "{name}{about} Evil\x00Corp\n{__class__}",
+            "about": "{0.__class__.__mro__} *promo* {contact}",
+            "contact": "\u2028call {hours}",
+        },
+    )
+    welcome = funnel["texts"]["welcome"]
+    # the customer's {name} placeholder appears once: the template's own, not the value's
+    assert welcome.count("{") == 1
+    assert "{name}" in welcome
+    assert "nameabout Evil Corp __class__" in welcome
+    assert "__mro__" in welcome
+    assert "{0" not in welcome
+    for s in _strings(funnel):
+        assert "\x00" not in s
+        assert "\u2028" not in s
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "x" * (MAX_LENGTHS["business_name"] + 1)),
+        ("about", "x" * (MAX_LENGTHS["about"] + 1)),
+        ("hours", "x" * (MAX_LENGTHS["hours"] + 1)),
+        ("contact", "x" * (MAX_LENGTHS["contact"] + 1)),
+        ("currency", "x" * (MAX_LENGTHS["currency"] + 1)),
+        ("timezone", "Mars/Olympus_Mons"),
+        ("timezone", "../../etc/passwd"),
+        ("language", "de"),
+        ("colour", "red"),
+    ],
+)
+def test_bad_values_are_refused(field: str, value: str) -> None:
+    with pytest.raises(ValidationError):
+        BusinessProfile.model_validate({field: value})
+
+
+def test_unknown_template_is_refused() -> None:
+    for bad in ("nope", "../sales", "", "SALES", "x" * 500):
+        with pytest.raises(TemplateError):
+            render_template(bad, SHOP)
+
+
+def test_a_business_without_a_currency_never_gets_roubles() -> None:
+    for language in ("en", "ru"):
+        funnel = render_template("leads", {"name": "Shop", "language": language})
+        assert funnel["currency"] != "₽"
+        assert "₽" not in json.dumps(funnel, ensure_ascii=False)
