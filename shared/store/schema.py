@@ -217,6 +217,38 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    # 6: human handoff (issue 13). users.ownership says who answers the customer (bot, pending:
+    # waiting for a person, human: a named person took it); a handover row is the reason. Only
+    # shared.store.handovers changes either, both in one transaction; at most one open
+    # (pending/active) handover per customer. users.conversation is the lifecycle (open/closed).
+    """
+    ALTER TABLE users ADD COLUMN ownership TEXT NOT NULL DEFAULT 'bot'
+        CHECK (ownership IN ('bot', 'pending', 'human'));
+    ALTER TABLE users ADD COLUMN conversation TEXT NOT NULL DEFAULT 'open'
+        CHECK (conversation IN ('open', 'closed'));
+    ALTER TABLE users ADD COLUMN conversation_changed_at TEXT;
+    CREATE TABLE handovers (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        customer TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'active', 'resolved', 'expired')),
+        assignee TEXT,
+        question TEXT NOT NULL DEFAULT '',
+        desk_topic_id TEXT,
+        created_at TEXT NOT NULL,
+        taken_at TEXT,
+        closed_at TEXT,
+        closed_by TEXT,
+        acked_at TEXT,
+        renotified_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX handovers_one_open ON handovers(user_id)
+        WHERE status IN ('pending', 'active');
+    CREATE INDEX handovers_status ON handovers(status, created_at);
+    """,
 ]
 
 #: The version a database written by this code has (``PRAGMA user_version``).
@@ -225,6 +257,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 IDENTITIES_VERSION = 4
 #: The first version with the ``jobs``, ``followups`` and ``opt_outs`` tables.
 JOBS_VERSION = 5
+#: The first version with ``handovers`` and ``users.ownership`` (found by content, not by number).
+HANDOVERS_VERSION = next(
+    n for n, script in enumerate(MIGRATIONS, start=1) if "CREATE TABLE handovers" in script
+)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
