@@ -59,6 +59,8 @@ class AISettings(BaseSettings):
         embedding_model_path: sentence-transformers directory; ``None`` = bundled MiniLM.
         chunk_size: characters per chunk.
         chunk_overlap: characters shared by neighbouring chunks.
+        embed_batch: passages embedded per batch of a knowledge-base build (its progress
+            advances once per batch).
         rag_top_k: passages retrieved for a reply.
         rag_min_score: passages below this cosine score are not put in the prompt (unless
             they reach ``rag_min_lexical``).
@@ -108,6 +110,7 @@ class AISettings(BaseSettings):
     embedding_model_path: Path | None = None
     chunk_size: int = Field(default=700, ge=100)
     chunk_overlap: int = Field(default=120, ge=0)
+    embed_batch: int = Field(default=64, ge=1, le=4096)
     rag_top_k: int = 4
     rag_min_score: float = 0.25
     rag_min_lexical: float = 0.5

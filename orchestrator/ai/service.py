@@ -116,6 +116,7 @@ class AIService:
             self.embedder,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
+            embed_batch=settings.embed_batch,
             max_import_bytes=settings.max_import_bytes,
             max_upload_bytes=settings.max_upload_bytes,
             max_chunks=settings.max_chunks,

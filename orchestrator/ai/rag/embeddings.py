@@ -43,6 +43,11 @@ class Embedder:
         """A stable name recorded in index metadata (the model directory's name)."""
         return self.model_path.name if self.model_path.name != "model" else "all-MiniLM-L6-v2"
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (``encode`` will not wait for a load)."""
+        return self._model is not None
+
     def load(self) -> Any:
         """Load the model if needed and return it (thread-safe)."""
         if self._model is not None:

@@ -56,10 +56,12 @@ from orchestrator.ai.rag.ingest import (
     SUPPORTED_KINDS,
     DocumentLimitError,
     ExtractLimits,
+    UnsupportedDocumentError,
     document_kind,
     extract_text,
 )
 from orchestrator.ai.rag.lexical import LexicalIndex, content_terms, coverage, rrf
+from orchestrator.ai.rag.progress import BuildProgress
 from orchestrator.ai.rag.types import DocumentInfo, KBStatus, SearchResult
 
 logger = logging.getLogger(__name__)
@@ -222,6 +224,15 @@ def _parse_qa(data: bytes, doc_id: str, *, status: int) -> tuple[str, str]:
     return qa["question"], qa["answer"]
 
 
+def _failure_message(exc: BaseException) -> str:
+    """Why a build failed, in words safe to show the base's owner."""
+    if isinstance(exc, KnowledgeBaseError | UnsupportedDocumentError):
+        return str(exc)
+    if isinstance(exc, asyncio.CancelledError):
+        return "the build was stopped because the orchestrator is shutting down; start it again"
+    return f"the build failed unexpectedly ({type(exc).__name__}); see the orchestrator log"
+
+
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -330,6 +341,8 @@ class KnowledgeBaseStore:
         max_import_entries: entries a ZIP import may have.
         extract_limits: time, page and character limits of reading one document.
         workers: threads for parsing, embedding and index builds.
+        embed_batch: passages embedded per batch; progress and cancellation are checked
+            between batches.
     """
 
     def __init__(
@@ -346,6 +359,7 @@ class KnowledgeBaseStore:
         max_import_entries: int = 10_000,
         extract_limits: ExtractLimits | None = None,
         workers: int = 2,
+        embed_batch: int = _EMBED_BATCH,
     ) -> None:
         self.root = Path(root)
         self.embedder = embedder
@@ -357,12 +371,16 @@ class KnowledgeBaseStore:
         self.max_import_expanded_bytes = max_import_expanded_bytes
         self.max_import_entries = max_import_entries
         self.extract_limits = extract_limits or ExtractLimits()
+        self.embed_batch = max(1, int(embed_batch))
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kb")
         self._cancel = threading.Event()
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = threading.Lock()
         self._write_locks: dict[str, asyncio.Lock] = {}
         self._lexical: dict[str, tuple[_Loaded, LexicalIndex]] = {}  # BM25 per loaded snapshot
+        self._progress: dict[str, BuildProgress] = {}  # current or last build per base
+        self._progress_lock = threading.Lock()
+        self._jobs: set[asyncio.Task[Any]] = set()  # builds started in the background
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -393,6 +411,9 @@ class KnowledgeBaseStore:
         """
         self._cancel.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for job in list(self._jobs):  # waiting for a base's lock: stop waiting
+            with contextlib.suppress(RuntimeError):  # its loop is already closed
+                job.get_loop().call_soon_threadsafe(job.cancel)
 
     def _dir(self, kb_id: str) -> Path:
         if not _ID_RE.match(kb_id):
@@ -524,26 +545,133 @@ class KnowledgeBaseStore:
 
     def _status(self, kb_id: str) -> KBStatus:
         meta = self._read_meta(kb_id)
-        loaded = self._load(kb_id)
+        path = self._dir(kb_id)
+        if kb_id not in self._loaded and not (path / "index.faiss").exists():
+            # Never built: nothing to load, and no need to wait for the embedding model
+            # (a status poll during the first build after a start must answer at once).
+            chunks, vectors = 0, 0
+        else:
+            loaded = self._load(kb_id)
+            chunks, vectors = len(loaded.chunks), int(loaded.index.ntotal)
         return KBStatus(
             id=kb_id,
             name=meta["name"],
             documents=[DocumentInfo.from_dict(d) for d in meta.get("documents") or []],
-            chunks=len(loaded.chunks),
-            vectors=int(loaded.index.ntotal),
+            chunks=chunks,
+            vectors=vectors,
             embedding_model=meta.get("embedding_model") or self.embedder.model_name,
             built_at=meta.get("built_at"),
             created_at=meta.get("created_at", ""),
+            build=self._build_snapshot(kb_id, meta),
         )
 
-    def _embed_chunks(self, chunks: Sequence[_Chunk]) -> npt.NDArray[np.float32]:
-        """Embed in batches, checking between batches whether the store is closing."""
+    # -- build progress ---------------------------------------------------------------------
+
+    def _tracker(self, kb_id: str) -> BuildProgress:
+        with self._progress_lock:
+            tracker = self._progress.get(kb_id)
+            if tracker is None:
+                last = None
+                with contextlib.suppress(KnowledgeBaseError, OSError, ValueError):
+                    last = self._read_meta(kb_id).get("last_build")
+                tracker = BuildProgress(last if isinstance(last, dict) else None)
+                self._progress[kb_id] = tracker
+            return tracker
+
+    def _build_snapshot(self, kb_id: str, meta: dict[str, Any]) -> dict[str, Any]:
+        with self._progress_lock:
+            tracker = self._progress.get(kb_id)
+        if tracker is None:
+            last = meta.get("last_build")
+            tracker = BuildProgress(last if isinstance(last, dict) else None)
+        return tracker.snapshot()
+
+    def progress(self, kb_id: str) -> dict[str, Any]:
+        """The current or last build of a base (cheap; safe while a build runs).
+
+        Returns:
+            :meth:`BuildProgress.snapshot <orchestrator.ai.rag.progress.BuildProgress.snapshot>`:
+            ``phase``, ``label``, ``building``, ``done`` / ``total`` passages, ``started_at``,
+            ``elapsed_s``, ``error`` and ``last`` (the last finished build's ``duration_s``
+            and ``passages``).
+
+        Raises:
+            KnowledgeBaseError: unknown base (404).
+        """
+        kb_id = str(kb_id)
+        return self._build_snapshot(kb_id, self._read_meta(kb_id))
+
+    def _wait_for_model(self, progress: BuildProgress | None) -> None:
+        """Load the embedding model, saying so while it loads (the warm-up may hold it)."""
+        if getattr(self.embedder, "loaded", True):
+            return
+        if progress is not None:
+            progress.set_phase("waiting_for_model")
+        self.embedder.load()
+        self._check_cancel()
+
+    def _finish(
+        self, kb_id: str, loaded: _Loaded, meta: dict[str, Any], progress: BuildProgress | None
+    ) -> None:
+        """Write a build (``writing``), then mark it ``ready`` with its duration kept."""
+        if progress is None:
+            self._save(kb_id, loaded, meta)
+            return
+        progress.set_phase("writing")
+        last = progress.summary()
+        meta["last_build"] = last
+        self._save(kb_id, loaded, meta)
+        progress.finish(last)
+
+    async def _tracked(
+        self,
+        kb_id: str,
+        document: str | None,
+        func: Callable[..., T],
+        /,
+        *args: Any,
+        queued: bool = False,
+    ) -> T:
+        """Run a build job under the base's write lock, reporting its progress."""
+        tracker = self._tracker(kb_id)
+        started = False
+        try:
+            async with self._lock(kb_id):
+                tracker.start(document, queued=queued)
+                started = True
+                return await self._run(func, *args, progress=tracker)
+        except BaseException as exc:
+            tracker.fail(_failure_message(exc), queued=queued and not started)
+            raise
+
+    def _background(self, coro: Any) -> None:
+        job: asyncio.Task[Any] = asyncio.create_task(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._job_done)
+
+    def _job_done(self, job: asyncio.Task[Any]) -> None:
+        self._jobs.discard(job)
+        exc = None if job.cancelled() else job.exception()
+        if isinstance(exc, KnowledgeBaseError | UnsupportedDocumentError):
+            logger.info("knowledge-base build failed: %s", exc)  # the owner's to fix
+        elif exc is not None:
+            logger.error("knowledge-base build failed", exc_info=exc)
+
+    def _embed_chunks(
+        self, chunks: Sequence[_Chunk], progress: BuildProgress | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Embed in batches of ``embed_batch``, checking between batches whether the store is
+        closing and counting each batch in ``progress``."""
+        self._wait_for_model(progress)
+        if progress is not None:
+            progress.set_total(len(chunks))
         parts = []
-        for start in range(0, len(chunks), _EMBED_BATCH):
+        for start in range(0, len(chunks), self.embed_batch):
             self._check_cancel()
-            parts.append(self.embedder.encode(
-                    [c.searchable for c in chunks[start : start + _EMBED_BATCH]]
-                ))
+            batch = chunks[start : start + self.embed_batch]
+            parts.append(self.embedder.encode([c.searchable for c in batch]))
+            if progress is not None:
+                progress.advance(len(batch))
         self._check_cancel()
         if not parts:
             return self.embedder.encode([])
@@ -618,12 +746,16 @@ class KnowledgeBaseStore:
         return sorted(statuses, key=lambda s: (s.name, s.id))
 
     async def status(self, kb_id: str) -> KBStatus:
-        """Documents, chunk and vector counts, embedding model and build time of a base.
+        """Documents, chunk and vector counts, embedding model, build time and build progress
+        of a base.
+
+        Read in a thread of its own, not the build pool: a status poll answers while builds
+        keep every build worker busy.
 
         Raises:
             KnowledgeBaseError: unknown base (404).
         """
-        return await self._run(self._status, str(kb_id))
+        return await asyncio.to_thread(self._status, str(kb_id))
 
     async def delete(self, kb_id: str) -> None:
         """Delete a base and its files.
@@ -647,15 +779,17 @@ class KnowledgeBaseStore:
         data: bytes,
         chunks: list[_Chunk] | None,
         kind: str,
+        progress: BuildProgress | None = None,
     ) -> DocumentInfo:
         if chunks is None:
             kind, text = self._extract(filename, data)
             chunks = self._chunks_for(doc_id, filename, text)
             if not chunks:
                 raise KnowledgeBaseError(f"{filename}: no text found", status=422)
+        self._wait_for_model(progress)  # a base never built needs the model's dimension
         old = self._load(kb_id)
         self._check_chunk_count(len(old.chunks) + len(chunks))
-        vectors = self._embed_chunks(chunks)
+        vectors = self._embed_chunks(chunks, progress)
         index = faiss.clone_index(old.index) if old.index.ntotal else _new_index(vectors.shape[1])
         index.add(vectors)
         suffix = _doc_suffix(kind, filename)
@@ -673,7 +807,9 @@ class KnowledgeBaseStore:
         )
         meta = self._read_meta(kb_id)
         meta["documents"].append(info.as_dict())
-        self._save(kb_id, _Loaded(index=index, chunks=old.chunks + tuple(chunks)), meta)
+        self._finish(
+            kb_id, _Loaded(index=index, chunks=old.chunks + tuple(chunks)), meta, progress
+        )
         logger.info("kb %s: added %s (%s, %d chunks)", kb_id, filename, kind, len(chunks))
         return info
 
@@ -692,7 +828,14 @@ class KnowledgeBaseStore:
             KnowledgeBaseError: unknown base (404), too large (413), no text (422).
             UnsupportedDocumentError: unsupported or unreadable file.
         """
-        kb_id = str(kb_id)
+        kb_id, filename, kind = self._check_upload(str(kb_id), filename, data)
+        doc_id = uuid.uuid4().hex[:12]
+        return await self._tracked(
+            kb_id, filename, self._add_sync, kb_id, doc_id, filename, data, None, kind
+        )
+
+    def _check_upload(self, kb_id: str, filename: str, data: bytes) -> tuple[str, str, str]:
+        """``(kb_id, clean file name, kind)`` of an upload, or the error refusing it."""
         self._existing_dir(kb_id)
         if len(data) > self.max_upload_bytes:
             raise KnowledgeBaseError(
@@ -700,10 +843,33 @@ class KnowledgeBaseStore:
                 status=413,
             )
         filename = PurePath(filename.replace("\\", "/")).name or "document.txt"
-        kind = document_kind(filename, data)
+        return kb_id, filename, document_kind(filename, data)
+
+    async def start_add_document(
+        self, kb_id: str, filename: str, data: bytes
+    ) -> tuple[str, str, dict[str, Any]]:
+        """Check an upload like :meth:`add_document`, then add it in the background.
+
+        What only reading the document can tell (no text, too many passages, a damaged PDF)
+        ends the build as ``failed`` with the reason; follow it with :meth:`progress`.
+
+        Returns:
+            ``(doc_id, clean file name, progress snapshot)``; the snapshot says ``building``.
+
+        Raises:
+            KnowledgeBaseError: unknown base (404), too large (413).
+            UnsupportedDocumentError: unsupported file type.
+        """
+        self._check_cancel()
+        kb_id, filename, kind = self._check_upload(str(kb_id), filename, data)
         doc_id = uuid.uuid4().hex[:12]
-        async with self._lock(kb_id):
-            return await self._run(self._add_sync, kb_id, doc_id, filename, data, None, kind)
+        tracker = self._tracker(kb_id)
+        tracker.enqueue()
+        job = self._tracked(
+            kb_id, filename, self._add_sync, kb_id, doc_id, filename, data, None, kind, queued=True
+        )
+        self._background(job)
+        return doc_id, filename, tracker.snapshot()
 
     async def add_qa(self, kb_id: str, question: str, answer: str) -> DocumentInfo:
         """Add an owner's answer as a Q/A entry (found by the question or the answer).
@@ -762,7 +928,7 @@ class KnowledgeBaseStore:
         async with self._lock(kb_id):
             await self._run(self._delete_document_sync, kb_id, str(doc_id))
 
-    def _rebuild_sync(self, kb_id: str) -> None:
+    def _rebuild_sync(self, kb_id: str, progress: BuildProgress | None = None) -> None:
         meta = self._read_meta(kb_id)
         documents = meta.get("documents")
         if not isinstance(documents, list) or not all(isinstance(d, dict) for d in documents):
@@ -793,11 +959,11 @@ class KnowledgeBaseStore:
             doc["chunks"] = len(doc_chunks)
             chunks.extend(doc_chunks)
             self._check_chunk_count(len(chunks))
-        vectors = self._embed_chunks(chunks)
+        vectors = self._embed_chunks(chunks, progress)
         index = _new_index(self.embedder.dim)
         if len(chunks):
             index.add(vectors)
-        self._save(kb_id, _Loaded(index=index, chunks=tuple(chunks)), meta)
+        self._finish(kb_id, _Loaded(index=index, chunks=tuple(chunks)), meta, progress)
         logger.info("kb %s: rebuilt, %d chunks", kb_id, len(chunks))
 
     async def rebuild(self, kb_id: str) -> KBStatus:
@@ -808,8 +974,21 @@ class KnowledgeBaseStore:
         """
         kb_id = str(kb_id)
         self._existing_dir(kb_id)
-        async with self._lock(kb_id):
-            await self._run(self._rebuild_sync, kb_id)
+        await self._tracked(kb_id, None, self._rebuild_sync, kb_id)
+        return await self.status(kb_id)
+
+    async def start_rebuild(self, kb_id: str) -> KBStatus:
+        """:meth:`rebuild` in the background; the returned status's ``build`` says
+        ``building`` (follow it with :meth:`progress`).
+
+        Raises:
+            KnowledgeBaseError: unknown base (404).
+        """
+        self._check_cancel()
+        kb_id = str(kb_id)
+        self._existing_dir(kb_id)
+        self._tracker(kb_id).enqueue()
+        self._background(self._tracked(kb_id, None, self._rebuild_sync, kb_id, queued=True))
         return await self.status(kb_id)
 
     # -- search -----------------------------------------------------------------------------

@@ -91,6 +91,8 @@ class KBStatus:
     embedding_model: str = ""
     built_at: str | None = None
     created_at: str = ""
+    #: The current or last build (see :mod:`orchestrator.ai.rag.progress`), when known.
+    build: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form with ``documents`` as a list of objects."""
