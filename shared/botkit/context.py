@@ -27,6 +27,7 @@ from shared.store import BotStore, InboxRow, utcnow
 if TYPE_CHECKING:
     from shared.botkit.inbox import InboxWorker
     from shared.botkit.outbox import OutboxWorker
+    from shared.botkit.scheduler import Scheduler
     from shared.botkit.settings import BotSettings
     from shared.botkit.spec import ChannelAdapter, ChannelSpec
     from shared.orchestrator_client import OrchestratorClient
@@ -56,6 +57,7 @@ class BotContext:
         clock: the time source (tests move it).
         inbox: the inbox worker (set by the runtime).
         outbox: the outbox worker (set by the runtime).
+        scheduler: the durable scheduler (set by the runtime; ``None`` in some tests).
         started_at: monotonic start time, for ``uptime_s``.
     """
 
@@ -69,6 +71,7 @@ class BotContext:
     clock: Callable[[], datetime] = utcnow
     inbox: InboxWorker | None = None
     outbox: OutboxWorker | None = None
+    scheduler: Scheduler | None = None
     started_at: float = field(default_factory=time.monotonic)
     funnel_cache: dict[str, Any] = field(default_factory=dict)
     webhook_health: WebhookHealth = field(default_factory=WebhookHealth)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shared.botkit import followups
+from shared.botkit.scheduler import TEST_CLOCK_ENV, OffsetClock
 from shared.channels.base import TextReply
 from shared.logging import new_request_id, request_id_var
 from shared.tokens import TokenError, verify_control_token
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
+    from shared.store import User
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +146,84 @@ async def simulate(request: web.Request) -> web.Response:
     return web.json_response({"inbox_id": inbox_id}, status=202)
 
 
+#: Longest single move of the test clock (a year).
+MAX_CLOCK_ADVANCE_S = 366 * 24 * 3600.0
+
+
+def _bad(detail: str, status: int = 422) -> web.Response:
+    return web.json_response({"detail": detail}, status=status)
+
+
+async def clock(request: web.Request) -> web.Response:
+    """Test only: move the bot's clock forward (``{"advance_s": 86400}``) and fire what is due.
+
+    Refused (403) unless the bot was started with ``FLOTILLA_TEST_CLOCK=1``.
+    """
+    ctx = request.app[CTX_KEY]
+    if not isinstance(ctx.clock, OffsetClock):
+        return _bad(f"the test clock is disabled (start the bot with {TEST_CLOCK_ENV}=1)", 403)
+    body = await _json_body(request)
+    value = body.get("advance_s", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _bad("'advance_s' must be a number of seconds")
+    if not 0 <= value <= MAX_CLOCK_ADVANCE_S:
+        return _bad(f"'advance_s' must be between 0 and {int(MAX_CLOCK_ADVANCE_S)}")
+    now = ctx.clock.advance(timedelta(seconds=float(value)))
+    if ctx.scheduler is not None:
+        ctx.scheduler.wake()
+    ctx.wake_outbox()
+    logger.warning("test clock moved", extra={"advance_s": value})
+    return web.json_response(
+        {"now": now.isoformat(), "offset_s": ctx.clock.offset.total_seconds()}
+    )
+
+
+def _customer(ctx: BotContext, to: str) -> User | None:
+    user = ctx.store.find_user_by_address(to)
+    if user is None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            user = ctx.store.find_user(ctx.channel.customer_from_address(to))
+    return user
+
+
+async def followups_get(request: web.Request) -> web.Response:
+    """A customer's follow-up sequences, opt-out and follow-up jobs (``?to=<address>``)."""
+    ctx = request.app[CTX_KEY]
+    to = request.query.get("to", "").strip()
+    if not to or len(to) > 128:
+        return _bad("'to' (the customer's address) is required")
+    user = _customer(ctx, to)
+    if user is None:
+        return _bad("unknown customer", 404)
+    store = ctx.store
+    return web.json_response(
+        {
+            "user_id": user.id,
+            "sequences": [s.to_dict() for s in store.followups_of(user.id)],
+            "opted_out": store.opted_out(user.id),
+            "jobs": [j.to_dict() for j in store.jobs(user_id=user.id)],
+        }
+    )
+
+
+async def followups_stop(request: web.Request) -> web.Response:
+    """Stop a customer's active follow-up sequence by hand (``{"to": address}``)."""
+    ctx = request.app[CTX_KEY]
+    body = await _json_body(request)
+    to = str(body.get("to") or "").strip()
+    if not to or len(to) > 128:
+        return _bad("'to' (the customer's address) is required")
+    user = _customer(ctx, to)
+    if user is None:
+        return _bad("unknown customer", 404)
+    stopped = followups.stop_by_hand(ctx, user, now=ctx.clock())
+    logger.info("follow-up stopped by hand", extra={"stopped": stopped})
+    latest = ctx.store.followup_latest(user.id)
+    return web.json_response(
+        {"stopped": stopped, "sequence": latest.to_dict() if latest else None}
+    )
+
+
 def control_routes() -> list[web.AbstractRouteDef]:
     """Return the ``/control/*`` routes."""
     return [
@@ -148,4 +231,7 @@ def control_routes() -> list[web.AbstractRouteDef]:
         web.post("/control/reload", reload),
         web.post("/control/send", send),
         web.post("/control/simulate", simulate),
+        web.post("/control/clock", clock),
+        web.get("/control/followups", followups_get),
+        web.post("/control/followups/stop", followups_stop),
     ]

@@ -17,8 +17,9 @@ policies itself, so a new rule is one policy function and one :func:`register` l
 
     register(auto_reply_off, before="rate_limit")
 
-The shipped order: ``access`` → ``voice_transcript`` → ``rate_limit`` → ``nav_more`` →
-``voice_fallback`` → ``knowledge_first`` → ``funnel`` (which always decides).
+The shipped order: ``access`` → ``opt_out`` → ``voice_transcript`` → ``ownership`` →
+``handoff_triggers`` → ``rate_limit`` →
+``nav_more`` → ``voice_fallback`` → ``knowledge_first`` → ``funnel`` (which always decides).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.botkit import access
+from shared.botkit import access, handoff
+from shared.botkit.followups import OPT_OUT_TEXT, is_opt_out
 from shared.channels.base import CustomerRef, InboundMessage, Reply, TextReply, reply_from_dict
 from shared.funnel.schema import Funnel
 from shared.funnel.text import normalize
@@ -70,12 +72,21 @@ class CustomerState:
             customer (access lists match any of them).
         state: the conversation state (empty for a first message).
         rate_notice_at: when the customer was last told about the rate limit.
+        ownership: who answers the customer (``bot``, ``pending``, ``human``; see
+            :mod:`shared.store.handovers`).
+        handover_id: the customer's open handover, if any.
+        handover_acked: whether the customer was told a person will answer.
+        recent: the customer's latest message texts, newest first (the frustration check).
     """
 
     user_id: int | None = None
     identities: dict[str, str] = field(default_factory=dict)
     state: ConversationState = field(default_factory=ConversationState)
     rate_notice_at: datetime | None = None
+    ownership: str = "bot"
+    handover_id: int | None = None
+    handover_acked: bool = True
+    recent: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -149,6 +160,25 @@ class Rules:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HandoffChange:
+    """A change of the conversation's ownership the decision asks for (the inbox worker applies
+    it through :mod:`shared.store.handovers` in the decision's transaction).
+
+    Attributes:
+        op: ``open`` (ask for a person; the customer is told in :attr:`Decision.replies`) or
+            ``ack`` (the open handover's acknowledgement is in :attr:`Decision.replies`).
+        reason: the trigger (``ask_for_person``, ``frustration``, ``manager_button``...).
+        question: the message that triggered it.
+        handover_id: the handover an ``ack`` belongs to.
+    """
+
+    op: str
+    reason: str = ""
+    question: str = ""
+    handover_id: int | None = None
+
+
 @dataclass(slots=True)
 class Decision:
     """What to do with one message.
@@ -167,6 +197,7 @@ class Decision:
         events: events to record.
         note: why, on the inbox row (``blocked``, ``rate_limited:notice``...).
         needs: inputs to fetch before deciding again; when set, nothing else counts.
+        handoff: a change of ownership to apply with the rest (see :class:`HandoffChange`).
     """
 
     handler: str
@@ -181,6 +212,7 @@ class Decision:
     events: list[RouteEvent] = field(default_factory=list)
     note: str | None = None
     needs: tuple[Need, ...] = ()
+    handoff: HandoffChange | None = None
 
     @classmethod
     def drop(cls, *, handler: str, note: str) -> Decision:
@@ -217,12 +249,87 @@ def access_lists(inbound: Inbound, rules: Rules) -> Decision | Need | None:
     return None
 
 
+def opt_out(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """``STOP`` / ``unsubscribe`` / ``стоп`` (the whole message): confirmed once, recorded (the
+    inbox's follow-up hook stores the opt-out and stops any sequence); the customer gets no
+    proactive message again. Only a typed message counts, not a button."""
+    message = inbound.message
+    if message.kind != "text" or message.payload or not is_opt_out(message.text):
+        return None
+    return Decision(
+        handler="opt_out",
+        text=inbound.text,
+        counted=inbound.counted,
+        replies=[TextReply(str(rules.config.get("opt_out_text") or OPT_OUT_TEXT))],
+        reply_origin="system",
+        state=inbound.customer.state,
+        events=[RouteEvent("opted_out", {})],
+        note="opted_out",
+    )
+
+
 def voice_transcript(inbound: Inbound, rules: Rules) -> Decision | Need | None:
     """A voice note is transcribed before anything reads its text."""
     message = inbound.message
     need = Need(NEED_TRANSCRIPT, message.media_id)
     if message.kind == "audio" and need not in inbound.inputs:
         return need
+    return None
+
+
+def ownership(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """While a person has the conversation (ownership ``pending`` or ``human``) the funnel, the
+    FAQ and the LLM stay silent: the message is recorded for the person. The customer is told
+    once per handover that a manager will answer (if that was not said when it opened)."""
+    customer = inbound.customer
+    if customer.ownership == "bot":
+        return None
+    decision = Decision.silent(inbound, handler="ownership", note=f"handoff:{customer.ownership}")
+    if customer.handover_id is not None and not customer.handover_acked:
+        settings = handoff.settings_of(rules.config)
+        decision.replies.append(TextReply(handoff.ack_text(settings, inbound.now)))
+        decision.reply_origin = "system"
+        decision.handoff = HandoffChange("ack", handover_id=customer.handover_id)
+    return decision
+
+
+def open_handover(inbound: Inbound, rules: Rules, reason: str, base: Decision) -> Decision:
+    """``base`` with a new handover for ``reason`` and the customer's acknowledgement."""
+    settings = handoff.settings_of(rules.config)
+    base.replies.append(TextReply(handoff.ack_text(settings, inbound.now)))
+    base.handoff = HandoffChange("open", reason=reason, question=inbound.text)
+    base.events.append(RouteEvent("handover_requested", {"reason": reason}))
+    return base
+
+
+def handoff_triggers(inbound: Inbound, rules: Rules) -> Decision | Need | None:
+    """The customer asks for a person ("I want to talk to a person", "позовите оператора") or
+    is frustrated (repeated "not helpful", the same question a third time): a handover opens
+    and the customer is told a manager will answer. Each trigger is switchable in the bot's
+    ``handoff`` settings; typed free text only (not buttons or funnel steps)."""
+    message = inbound.message
+    if message.payload or message.kind not in ("text", "audio") or not inbound.counted:
+        return None
+    settings = handoff.settings_of(rules.config)
+    if not settings.enabled:
+        return None
+    text = inbound.text
+
+    def opened(reason: str) -> Decision:
+        base = Decision(
+            handler="handoff",
+            text=text,
+            counted=inbound.counted,
+            reply_origin="system",
+            state=inbound.customer.state,
+            note=f"handoff:{reason}",
+        )
+        return open_handover(inbound, rules, reason, base)
+
+    if settings.on("ask_for_person") and handoff.asks_for_person(text):
+        return opened("ask_for_person")
+    if settings.on("frustration") and handoff.is_frustrated(text, inbound.customer.recent):
+        return opened("frustration")
     return None
 
 
@@ -326,7 +433,7 @@ def funnel(inbound: Inbound, rules: Rules) -> Decision | Need | None:
         fields = {name: getattr(message, name) for name in message.__slots__}  # type: ignore[attr-defined]
         message = InboundMessage(**{**fields, "text": text, "kind": "text"})
     result = route(message, inbound.customer.state, rules.funnel)
-    return Decision(
+    decision = Decision(
         handler=result.handler,
         text=text,
         counted=inbound.counted,
@@ -335,6 +442,12 @@ def funnel(inbound: Inbound, rules: Rules) -> Decision | Need | None:
         state=result.state,
         events=list(result.events),
     )
+    if any(e.type == "manager_requested" for e in result.events) and handoff.settings_of(
+        rules.config
+    ).on("manager_button"):
+        # The funnel's "talk to a manager" button: a person is asked for, not only shown.
+        return open_handover(inbound, rules, "manager_button", decision)
+    return decision
 
 
 # ------------------------------------------------------------------------------ the registry
@@ -342,7 +455,10 @@ def funnel(inbound: Inbound, rules: Rules) -> Decision | Need | None:
 #: The policies in the order they run (``(name, policy)``); change it with :func:`register`.
 POLICIES: list[tuple[str, Policy]] = [
     ("access", access_lists),
+    ("opt_out", opt_out),
     ("voice_transcript", voice_transcript),
+    ("ownership", ownership),
+    ("handoff_triggers", handoff_triggers),
     ("rate_limit", rate_limit),
     ("nav_more", nav_more),
     ("voice_fallback", voice_fallback),

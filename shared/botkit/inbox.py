@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.botkit import followups
 from shared.botkit.decide import (
     NAV_MORE_PREFIX,
     NEED_CONTINUATION,
@@ -35,11 +36,13 @@ from shared.botkit.decide import (
     NEED_TRANSCRIPT,
     CustomerState,
     Decision,
+    HandoffChange,
     Inbound,
     Need,
     Rules,
     decide,
 )
+from shared.botkit.handoff import FRUSTRATION_WINDOW, ack_text, settings_of
 from shared.botkit.spec import VOICE_MIME, DownloadsMedia, SendsVoice, UploadsMedia
 from shared.channels.base import (
     AudioReply,
@@ -52,7 +55,8 @@ from shared.channels.base import (
 from shared.funnel import load_funnel
 from shared.logging import request_id_var
 from shared.orchestrator_client import OrchestratorUnavailable
-from shared.store import InboxRow, User
+from shared.routing.types import RouteEvent
+from shared.store import InboxRow, User, handovers
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
@@ -259,6 +263,22 @@ class InboxWorker:
                 state=store.load_state(known),
                 rate_notice_at=known.rate_notice_at,
             )
+            # Who answers (issue 13): while a person has the conversation the bot is silent.
+            customer.ownership = handovers.ownership(store, known.id)
+            current = handovers.open_for(store, known.id)
+            if current is not None:
+                customer.handover_id = current.id
+                customer.handover_acked = current.acked_at is not None
+            elif message.kind == "text" and settings_of(ctx.config).on("frustration"):
+                # The latest messages, newest first, for the frustration check.
+                customer.recent = [
+                    str(r[0] or "")
+                    for r in store.conn.execute(
+                        "SELECT text FROM messages WHERE user_id = ? AND direction = 'in' "
+                        "ORDER BY id DESC LIMIT ?",
+                        (known.id, FRUSTRATION_WINDOW),
+                    ).fetchall()
+                ]
         else:
             customer.identities = dict(message.customer.identities)
         # The name the provider sends now (stored with the message, see resolve_user); a first
@@ -292,12 +312,22 @@ class InboxWorker:
 
         replies = list(decision.replies)
         if decision.needs_llm:
-            text = await self.llm_text(
+            text, escalate = await self.llm_answer(
                 customer.user_id,
                 decision.text,
                 received_at=row.received_at,
                 address=CustomerRef(customer.identities).address(),
             )
+            handoff = settings_of(ctx.config)
+            if escalate and decision.handoff is None and handoff.on("llm_escalate"):
+                # The LLM (extractive: low retrieval confidence) says a person should answer:
+                # a handover opens and the customer gets the one acknowledgement instead.
+                decision.handoff = HandoffChange(
+                    "open", reason="llm_escalate", question=decision.text
+                )
+                event = RouteEvent("handover_requested", {"reason": "llm_escalate"})
+                decision.events.append(event)
+                text = ack_text(handoff, now)
             replies.append(TextReply(text))
         user = self._persist(row, decision, replies, now=now)
         ctx.wake_outbox()
@@ -325,6 +355,10 @@ class InboxWorker:
         with store.transaction():
             user = store.resolve_user(row.message.customer, now=now)
             self._record_inbound(row, user, decision.text, counted=decision.counted)
+            handovers.set_conversation(store, user.id, "open", now=now)  # lifecycle: reopened
+            if decision.handoff is not None:
+                self._apply_handoff(row, user, decision.handoff, now=now)
+            followups.on_inbound(ctx, user, decision.text, now=now)
             if decision.state is not None:
                 store.save_state(user.id, decision.state, now=now)
             if decision.user_fields:
@@ -336,8 +370,27 @@ class InboxWorker:
                     user.ref(), reply, user_id=user.id, source_inbox_id=row.id,
                     origin=decision.reply_origin,
                 )
+            if replies and decision.reply_origin == "bot":
+                followups.on_bot_replied(ctx, user, now=now)
             store.inbox_finish(row.id, note=decision.note, now=now)
         return user
+
+    def _apply_handoff(
+        self, row: InboxRow, user: User, change: HandoffChange, *, now: datetime
+    ) -> None:
+        """Apply the decision's ownership change (inside :meth:`_persist`'s transaction)."""
+        store = self.ctx.store
+        if change.op == "open":
+            handover, created = handovers.open_handover(
+                store, user.id, reason=change.reason, question=change.question,
+                customer=row.customer, now=now, acked=True,
+            )
+            logger.info(
+                "handover opened" if created else "handover already open",
+                extra={"handover_id": handover.id, "reason": change.reason},
+            )
+        elif change.op == "ack" and change.handover_id is not None:
+            handovers.mark_acked(store, change.handover_id, now=now)
 
     def _record_inbound(self, row: InboxRow, user: User, text: str, *, counted: bool) -> None:
         store = self.ctx.store
@@ -364,7 +417,22 @@ class InboxWorker:
         received_at: datetime | None = None,
         address: str | None = None,
     ) -> str:
+        """The LLM's answer text (see :meth:`llm_answer`)."""
+        text, _ = await self.llm_answer(user, text, received_at=received_at, address=address)
+        return text
+
+    async def llm_answer(
+        self,
+        user: User | int | None,
+        text: str,
+        *,
+        received_at: datetime | None = None,
+        address: str | None = None,
+    ) -> tuple[str, bool]:
         """Ask the orchestrator's LLM; fall back to the configured text when it has no answer.
+
+        Returns:
+            ``(text, escalate)``: ``escalate`` is the backend's "a person should answer".
 
         Raises:
             OrchestratorUnavailable: the orchestrator cannot be reached and the message is
@@ -374,7 +442,7 @@ class InboxWorker:
         """
         client = self.ctx.client
         if client is None or not text.strip():
-            return self.ctx.fallback_text
+            return self.ctx.fallback_text, False
         user_id = user.id if isinstance(user, User) else user
         history = self.ctx.store.history(user_id, limit=HISTORY_LIMIT) if user_id else []
         if address is None:
@@ -387,10 +455,10 @@ class InboxWorker:
             if age < wait_s:
                 raise
             logger.warning("orchestrator unreachable for too long; fallback text sent")
-            return self.ctx.fallback_text
+            return self.ctx.fallback_text, False
         if answer is None:
-            return self.ctx.fallback_text
-        return str(answer["text"])
+            return self.ctx.fallback_text, False
+        return str(answer["text"]), bool(answer.get("escalate"))
 
     async def transcribe(self, message: InboundMessage) -> str | None:
         """Speech-to-text for a message's voice note (see :meth:`transcribe_media`)."""

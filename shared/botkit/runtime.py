@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from shared.botkit import followups
 from shared.botkit.context import BotContext
 from shared.botkit.control import (
     CTX_KEY,
@@ -34,6 +35,7 @@ from shared.botkit.control import (
 )
 from shared.botkit.inbox import InboxWorker
 from shared.botkit.outbox import OutboxWorker
+from shared.botkit.scheduler import TEST_CLOCK_ENV, OffsetClock, Scheduler
 from shared.botkit.settings import BotSettings, SettingsError
 from shared.botkit.spec import ChannelSpec
 from shared.logging import setup_json_logging
@@ -98,7 +100,17 @@ def create_context(
     )
     ctx.inbox = InboxWorker(ctx)
     ctx.outbox = OutboxWorker(ctx)
+    ctx.scheduler = build_scheduler(ctx)
     return ctx
+
+
+def build_scheduler(ctx: BotContext) -> Scheduler:
+    """The bot's durable scheduler with its job kinds (follow-up touches); it reads the
+    context's clock at each use, so a test clock set later applies."""
+    scheduler = Scheduler(ctx.store, lambda: ctx.clock())
+    scheduler.register(followups.job_kind(ctx))
+    scheduler.after_commit = ctx.wake_outbox
+    return scheduler
 
 
 async def _run_start_hook(ctx: BotContext) -> None:
@@ -142,6 +154,10 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
         await http.close()
         await client.close()
         return 4
+    if os.environ.get(TEST_CLOCK_ENV) == "1":
+        # Test-only: a clock the control API can move forward (POST /control/clock).
+        ctx.clock = OffsetClock()
+        logger.warning("test clock enabled (FLOTILLA_TEST_CLOCK=1); never use in production")
     hold = channel.confirm_hold(config)
     resent, settled = ctx.store.outbox_recover(now=ctx.clock(), hold=hold)
     if resent or settled:
@@ -172,7 +188,10 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
 
     assert ctx.inbox is not None  # noqa: S101 - set by create_context
     assert ctx.outbox is not None  # noqa: S101 - set by create_context
+    assert ctx.scheduler is not None  # noqa: S101 - set by create_context
+    ctx.scheduler.recover()
     ctx.inbox.replay()
+    scheduler_task = asyncio.create_task(ctx.scheduler.run(), name="scheduler")
     outbox_task = asyncio.create_task(ctx.outbox.run(), name="outbox")
     start_hook = asyncio.create_task(_run_start_hook(ctx), name="on-start")
     refresher = asyncio.create_task(client.run_token_refresher(stop), name="token-refresh")
@@ -182,11 +201,13 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
     await stop.wait()
     logger.info("stopping")
     await site.stop()  # stop accepting: the listener closes first
+    await ctx.scheduler.stop()
     await asyncio.gather(ctx.inbox.stop(INBOX_GRACE_S), ctx.outbox.stop(OUTBOX_GRACE_S))
     outbox_task.cancel()
     refresher.cancel()
     start_hook.cancel()
-    for task in (outbox_task, refresher, start_hook):
+    scheduler_task.cancel()
+    for task in (outbox_task, refresher, start_hook, scheduler_task):
         with contextlib.suppress(asyncio.CancelledError):
             await task
     with contextlib.suppress(Exception):

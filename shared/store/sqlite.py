@@ -28,6 +28,7 @@ from shared.channels.base import (
 )
 from shared.routing.types import ConversationState
 from shared.store.codec import customer_from_json, customer_to_json, iso, parse_iso, utcnow
+from shared.store.jobs import JobStore
 from shared.store.outbox import OutboxRow, OutboxStore, parts_from_json, parts_to_json
 from shared.store.schema import migrate
 
@@ -128,7 +129,7 @@ class InboxRow:
     received_at: datetime
 
 
-class BotStore(OutboxStore):
+class BotStore(OutboxStore, JobStore):
     """The per-bot SQLite database.
 
     Args:
