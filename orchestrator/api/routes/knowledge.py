@@ -17,6 +17,7 @@ from fastapi import (
     Form,
     HTTPException,
     Path,
+    Query,
     Response,
     UploadFile,
     status,
@@ -102,12 +103,16 @@ def _public(kb: KnowledgeBase, kb_status: Any | None) -> dict[str, Any]:
         "vectors": 0,
         "embedding_model": "",
         "built_at": None,
+        "building": False,
+        "build": None,
     }
     if kb_status is not None:
         data = kb_status.as_dict()
         for key in ("documents", "document_count", "chunks", "vectors", "embedding_model"):
             out[key] = data[key]
         out["built_at"] = data["built_at"]
+        out["build"] = data.get("build")
+        out["building"] = bool((out["build"] or {}).get("building"))
     return out
 
 
@@ -252,15 +257,30 @@ async def delete_base(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+WaitQuery = Annotated[
+    bool,
+    Query(
+        description="true (default): answer when the index is written; false: answer 202 at "
+        "once and build in the background (follow `build` in GET /admin/knowledge/{kb_id})"
+    ),
+]
+
+
 @router.post("/{kb_id}/documents", status_code=status.HTTP_201_CREATED)
 async def upload_document(
     kb: ManagedBase,
     user: CurrentUser,
     session: SessionDep,
     ai: AIDep,
+    response: Response,
     file: Annotated[UploadFile, File(description="PDF, TXT, MD or HTML")],
+    wait: WaitQuery = True,
 ) -> dict[str, Any]:
-    """Add a PDF / TXT / MD / HTML document: parsed, chunked, embedded and indexed."""
+    """Add a PDF / TXT / MD / HTML document: parsed, chunked, embedded and indexed.
+
+    With ``wait=false`` the answer is a 202 saying ``building`` with the build's progress
+    (``build``); what only reading the document can tell (no text, too many passages) then
+    ends that build as ``failed`` with the reason instead of being this request's error."""
     from orchestrator.ai.rag.ingest import UnsupportedDocumentError, document_kind
 
     filename = file.filename or "document.txt"
@@ -273,6 +293,19 @@ async def upload_document(
             f"{filename} is larger than the {limit} byte limit",
         )
     data = await read_upload(file, limit, filename)
+    if not wait:
+        with ai_errors():
+            doc_id, clean_name, build = await ai.kb.start_add_document(kb.id, filename, data)
+        crud.audit(
+            session=session,
+            actor=user,
+            action="knowledge.document.add",
+            object_type="knowledge",
+            object_id=kb.id,
+            detail={"filename": clean_name, "doc_id": doc_id, "background": True},
+        )
+        response.status_code = status.HTTP_202_ACCEPTED
+        return {"id": doc_id, "filename": clean_name, "building": True, "build": build}
     with ai_errors():
         try:
             info = await ai.kb.add_document(kb.id, filename, data)
@@ -286,7 +319,7 @@ async def upload_document(
         object_id=kb.id,
         detail={"filename": info.filename, "chunks": info.chunks},
     )
-    return info.as_dict()  # type: ignore[no-any-return]
+    return {**info.as_dict(), "building": False, "build": ai.kb.progress(kb.id)}
 
 
 @router.delete("/{kb_id}/documents/{doc_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -312,10 +345,17 @@ async def delete_document(
 
 
 @router.post("/{kb_id}/build")
-async def build_base(kb: ManagedBase, ai: AIDep) -> dict[str, Any]:
-    """Re-parse, re-chunk and re-embed every document (off the event loop)."""
+async def build_base(
+    kb: ManagedBase, ai: AIDep, response: Response, wait: WaitQuery = True
+) -> dict[str, Any]:
+    """Re-parse, re-chunk and re-embed every document (off the event loop); ``wait=false``
+    answers 202 at once with the build's progress in ``build``."""
     with ai_errors():
-        kb_status = await ai.kb.rebuild(kb.id)
+        if wait:
+            kb_status = await ai.kb.rebuild(kb.id)
+        else:
+            kb_status = await ai.kb.start_rebuild(kb.id)
+            response.status_code = status.HTTP_202_ACCEPTED
     return _public(kb, kb_status)
 
 
