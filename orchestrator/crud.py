@@ -420,6 +420,41 @@ def _check_knowledge_bases(*, session: Session, kb_ids: list[str], owner_id: int
             raise FieldError(loc, f"knowledge base {kb_id!r} belongs to another user")
 
 
+def _funnel_from_template(
+    fields: dict[str, Any], instance: BotInstance, *, default_template: bool
+) -> None:
+    """Make ``fields["funnel"]`` from ``fields["template"]`` and the business profile (sent, or
+    stored on the bot; its name defaults to the bot's). A new bot without a funnel gets
+    :data:`~shared.funnel.templates.DEFAULT_TEMPLATE` ("answer from my documents"), never the
+    seed-004 sales funnel; an existing bot's ``funnel: null`` keeps meaning that default."""
+    from pydantic import ValidationError
+
+    from shared.funnel.templates import DEFAULT_TEMPLATE, TemplateError, render_template
+
+    template = fields.get("template")
+    if template is None:
+        if not default_template or fields.get("funnel") is not None:
+            fields.pop("template", None)
+            return
+        template = DEFAULT_TEMPLATE
+    elif fields.get("funnel") is not None:
+        raise FieldError(["body", "template"], "send a template or a funnel, not both")
+    config = instance.config or {}
+    business = dict(fields.get("business") or config.get("business") or {})
+    if not business.get("name"):
+        business["name"] = str(fields.get("name") or instance.name or "")[:80]
+    try:
+        funnel = render_template(template, business)
+    except TemplateError as exc:
+        raise FieldError(["body", "template"], str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise FieldError(["body", "business", *first["loc"]], str(first["msg"])) from None
+    fields["template"] = template
+    fields["business"] = business
+    fields["funnel"] = funnel
+
+
 def _apply(
     *,
     session: Session,
@@ -427,9 +462,11 @@ def _apply(
     data: InstanceFields,
     box: SecretBox,
     rules: InstanceRules,
+    default_template: bool = False,
 ) -> None:
     fields = data.model_dump(exclude_unset=True)
     kind = instance.kind
+    _funnel_from_template(fields, instance, default_template=default_template)
     _check_declared_fields(kind, fields)
     allowed = set(COMMON_DEFAULTS) | set(CHANNEL_FIELDS[kind]) | set(SECRET_FIELDS[kind])
     allowed |= {"name", "webhook_port", "enabled", "auto_start", "owner_id"}
@@ -502,6 +539,7 @@ def create_instance(
         data=instance_in,
         box=box,
         rules=rules,
+        default_template=True,
     )
     _fill_sandbox_secrets(instance, box, rules)
     session.add(instance)

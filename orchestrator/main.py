@@ -46,6 +46,7 @@ from orchestrator.api.routes import (
     knowledge,
     llm_providers,
     slugs,
+    templates,
     users,
 )
 from orchestrator.crud import FieldError
@@ -266,6 +267,7 @@ def create_app(
     app.include_router(instances.router)
     app.include_router(fleet.router)
     app.include_router(funnels.router)
+    app.include_router(templates.router)
     app.include_router(slugs.router)
     app.include_router(knowledge.router)
     app.include_router(llm_providers.router)

@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from shared.channels import registry
+from shared.funnel.templates import BusinessProfile
 from shared.phones import normalize_phone
 
 #: A user id as the database can hold it (a larger int would be a driver error, not a 422).
@@ -96,6 +97,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "rate_limit_count": RATE_LIMIT_PRESETS["everyday"][0],
     "rate_limit_hours": RATE_LIMIT_PRESETS["everyday"][1],
     "funnel": None,
+    # The template the funnel was made from (shared/funnel/templates) and the business profile
+    # that filled it (name, about, hours, timezone, language, currency, contact).
+    "template": None,
+    "business": None,
     "fallback_text": "Thanks for your message! A colleague will get back to you shortly.",
     "knowledge_base_ids": [],
     "public_url": "",
@@ -238,7 +243,7 @@ USERNAME_RE = re.compile(r"^@?[A-Za-z0-9_.]{2,64}$")
 #: How people write each shipped scheme's ids (for the error message).
 _SCHEME_HINTS: dict[str, str] = {
     "phone": "phone numbers like +15550100001",
-    "bsuid": "WhatsApp BSUIDs like US.1234567890",
+    "bsuid": "WhatsApp user ids like US.1234567890",
     "telegram_user": "Telegram user ids like 12345 or telegram_user:12345",
     "username": "usernames like @name",
 }
@@ -341,6 +346,9 @@ class InstanceFields(BaseModel):
     rate_limit_count: int | None = Field(default=None, ge=0, le=100000)
     rate_limit_hours: float | None = Field(default=None, gt=0, le=24 * 365)
     funnel: dict[str, Any] | None = None
+    # A template id: the funnel is made from it and ``business`` (or the stored profile).
+    template: str | None = Field(default=None, max_length=40)
+    business: BusinessProfile | None = None
     # WhatsApp
     phone_number_id: str | None = Field(default=None, max_length=64)
     waba_id: str | None = Field(default=None, max_length=64)
@@ -370,7 +378,8 @@ class InstanceFields(BaseModel):
     def _llm_backend(cls, value: str | None) -> str | None:
         if value is not None and not LLM_BACKEND_RE.match(value):
             raise ValueError(
-                "unknown LLM backend: use vllm, gemini, local, extractive or cloud:{provider_id}"
+                "unknown way of answering: pick one from the list (answer from documents, your "
+                "own AI server, Google Gemini, the built-in model or a cloud provider)"
             )
         return value
 
@@ -453,6 +462,15 @@ class UserUpdate(BaseModel):
     password: str | None = Field(default=None, min_length=8, max_length=256)
     role: Role | None = None
     active: bool | None = None
+
+
+class PasswordChange(BaseModel):
+    """POST /auth/password body: the signed-in user's current password and the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
 
 
 class Token(BaseModel):

@@ -32,6 +32,7 @@ READ_LIKE = {
     ("POST", "/admin/knowledge/{kb_id}/search"),
     ("POST", "/admin/ai/test"),
     ("POST", "/admin/tts/test"),
+    ("POST", "/admin/templates/{template_id}/preview"),
 }
 OWNED_PARAMS = ("{instance_id}", "{kb_id}")
 
@@ -66,7 +67,7 @@ class World:
         self.client = client
         self.actors = actors
         self.values: dict[str, str] = {"kind": "whatsapp", "customer_key": "15550001111",
-                                       "doc_id": "1"}
+                                       "doc_id": "1", "template_id": "documents"}
 
     def ensure(self) -> dict[str, str]:
         c, h = self.client, self.actors.headers
@@ -118,6 +119,7 @@ class World:
             "/admin/ai/test": {"kind": "whatsapp", "bot_id": self.values["instance_id"],
                                "message": "hi"},
             "/admin/tts/test": {"text": "hi"},
+            "/admin/templates/{template_id}/preview": {"business": {"name": "Corner Café"}},
             "/admin/{kind}/instances/{instance_id}/messages": {"to": "+15550001111",
                                                                "text": "hi"},
             "/admin/{kind}/instances/{instance_id}/simulate": {"from": "+15550001111",
