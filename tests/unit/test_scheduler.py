@@ -80,11 +80,14 @@ async def test_job_fires_when_due_not_before(db: Path) -> None:
     clock.advance(timedelta(minutes=1))
     assert await scheduler.run_due() == 1  # due
     job = store.job_get(job_id)
-    assert job is not None and job.status == "done" and job.attempts == 1
+    assert job is not None
+    assert job.status == "done"
+    assert job.attempts == 1
     assert rec.runs == [(job_id, T0 + timedelta(hours=24))]
     # the send is an outbox row committed with "done", tagged with the job
     rows = store.outbox_all()
-    assert len(rows) == 1 and rows[0].request_id == job_request_id(job_id)
+    assert len(rows) == 1
+    assert rows[0].request_id == job_request_id(job_id)
     assert job.outbox_id == rows[0].id
     assert await scheduler.run_due() == 0  # never twice
 
@@ -95,7 +98,7 @@ async def test_late_job_within_staleness_fires(db: Path) -> None:
     job_id = scheduler.add("ping", T0 + timedelta(hours=1))
     clock.advance(timedelta(hours=40))  # 39 h late: still fine
     assert await scheduler.run_due() == 1
-    assert store.job_get(job_id).status == "done"  # type: ignore[union-attr]
+    assert store.job_get(job_id).status == "done"  # type: ignore[union-attr, arg-type]
     assert len(store.outbox_all()) == 1
 
 
@@ -106,10 +109,14 @@ async def test_stale_job_is_skipped_with_reason(db: Path) -> None:
     clock.advance(timedelta(days=7))  # the bot was stopped for a week
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)
-    assert job is not None and job.status == "skipped"
-    assert job.last_error is not None and job.last_error.startswith("stale:")
-    assert "167.0 h late" in job.last_error and "limit 48.0 h" in job.last_error
-    assert rec.runs == [] and store.outbox_all() == []
+    assert job is not None
+    assert job.status == "skipped"
+    assert job.last_error is not None
+    assert job.last_error.startswith("stale:")
+    assert "167.0 h late" in job.last_error
+    assert "limit 48.0 h" in job.last_error
+    assert rec.runs == []
+    assert store.outbox_all() == []
 
 
 async def test_two_jobs_due_together_both_fire_once_in_order(db: Path) -> None:
@@ -134,8 +141,9 @@ async def test_restart_picks_up_pending_jobs(db: Path) -> None:
     store2, scheduler2, rec2 = make(db, clock)
     assert scheduler2.recover() == {"requeued": 0, "done": 0, "failed": 0}
     assert await scheduler2.run_due() == 1
-    assert store2.job_get(job_id).status == "done"  # type: ignore[union-attr]
-    assert len(rec2.runs) == 1 and len(store2.outbox_all()) == 1
+    assert store2.job_get(job_id).status == "done"  # type: ignore[union-attr, arg-type]
+    assert len(rec2.runs) == 1
+    assert len(store2.outbox_all()) == 1
 
 
 async def test_crash_between_claim_and_commit_reruns_once_without_doubling(db: Path) -> None:
@@ -151,15 +159,19 @@ async def test_crash_between_claim_and_commit_reruns_once_without_doubling(db: P
     assert scheduler2.recover() == {"requeued": 1, "done": 0, "failed": 0}
     assert await scheduler2.run_due() == 1
     done = store2.job_get(job.id)
-    assert done is not None and done.status == "done" and done.attempts == 2
-    assert len(rec2.runs) == 1 and len(store2.outbox_all()) == 1
+    assert done is not None
+    assert done.status == "done"
+    assert done.attempts == 2
+    assert len(rec2.runs) == 1
+    assert len(store2.outbox_all()) == 1
     store2.close()
 
     # a third start finds nothing to do: the job ran exactly once more
     store3, scheduler3, rec3 = make(db, clock)
     assert scheduler3.recover() == {"requeued": 0, "done": 0, "failed": 0}
     assert await scheduler3.run_due() == 0
-    assert rec3.runs == [] and len(store3.outbox_all()) == 1
+    assert rec3.runs == []
+    assert len(store3.outbox_all()) == 1
 
 
 async def test_running_job_whose_outbox_row_exists_is_not_rerun(db: Path) -> None:
@@ -167,7 +179,8 @@ async def test_running_job_whose_outbox_row_exists_is_not_rerun(db: Path) -> Non
     clock = FakeClock(T0)
     store, scheduler, _ = make(db, clock)
     job_id = scheduler.add("ping", T0)
-    assert job_id is not None and store.job_claim(job_id, now=clock())
+    assert job_id is not None
+    assert store.job_claim(job_id, now=clock())
     outbox_id = store.outbox_add(
         customer=CustomerRef({"phone": "15550001"}),
         reply={"type": "text", "text": "sent before the crash"},
@@ -179,8 +192,11 @@ async def test_running_job_whose_outbox_row_exists_is_not_rerun(db: Path) -> Non
     assert scheduler2.recover() == {"requeued": 0, "done": 1, "failed": 0}
     assert await scheduler2.run_due() == 0
     job = store2.job_get(job_id)
-    assert job is not None and job.status == "done" and job.outbox_id == outbox_id
-    assert rec2.runs == [] and len(store2.outbox_all()) == 1
+    assert job is not None
+    assert job.status == "done"
+    assert job.outbox_id == outbox_id
+    assert rec2.runs == []
+    assert len(store2.outbox_all()) == 1
 
 
 async def test_job_that_keeps_crashing_the_bot_stops_after_max_attempts(db: Path) -> None:
@@ -195,7 +211,8 @@ async def test_job_that_keeps_crashing_the_bot_stops_after_max_attempts(db: Path
         counts = scheduler.recover()
     assert counts == {"requeued": 0, "done": 0, "failed": 1}
     job = store.job_get(job_id)
-    assert job is not None and job.status == "failed"
+    assert job is not None
+    assert job.status == "failed"
     assert job.last_error == "interrupted by a crash 2 times"
 
 
@@ -209,7 +226,9 @@ async def test_failing_action_is_retried_with_exponential_backoff(db: Path) -> N
 
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)
-    assert job is not None and job.status == "pending" and job.attempts == 1
+    assert job is not None
+    assert job.status == "pending"
+    assert job.attempts == 1
     assert job.last_error == "RuntimeError: provider down"
     first_delay = (job.due_at - T0).total_seconds()
     assert 30.0 <= first_delay <= 60.0  # base 60 s with equal jitter
@@ -219,30 +238,43 @@ async def test_failing_action_is_retried_with_exponential_backoff(db: Path) -> N
     clock.advance(timedelta(seconds=1))
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)
-    assert job is not None and job.status == "pending" and job.attempts == 2
+    assert job is not None
+    assert job.status == "pending"
+    assert job.attempts == 2
     second_delay = (job.due_at - clock()).total_seconds()
     assert 60.0 <= second_delay <= 120.0  # doubled
 
     clock.advance(timedelta(seconds=second_delay))
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)
-    assert job is not None and job.status == "done" and job.attempts == 3
-    assert len(rec.runs) == 3 and len(store.outbox_all()) == 1
+    assert job is not None
+    assert job.status == "done"
+    assert job.attempts == 3
+    assert len(rec.runs) == 3
+    assert len(store.outbox_all()) == 1
 
 
 async def test_failing_action_gives_up_after_max_attempts(db: Path) -> None:
     clock = FakeClock(T0)
     store = BotStore.open(db)
-    store, scheduler, rec = make(db, clock, Recorder(store, fail_times=99), max_attempts=3,
-                                 base_delay_s=1.0, max_delay_s=1.0)
+    store, scheduler, rec = make(
+        db,
+        clock,
+        Recorder(store, fail_times=99),
+        max_attempts=3,
+        base_delay_s=1.0,
+        max_delay_s=1.0,
+    )
     job_id = scheduler.add("ping", T0)
     for _ in range(3):
         assert await scheduler.run_due() == 1
         clock.advance(timedelta(seconds=2))
     job = store.job_get(job_id)  # type: ignore[arg-type]
-    assert job is not None and job.status == "failed"
+    assert job is not None
+    assert job.status == "failed"
     assert job.last_error == "gave up after 3 attempts: RuntimeError: provider down"
-    assert await scheduler.run_due() == 0 and store.outbox_all() == []
+    assert await scheduler.run_due() == 0
+    assert store.outbox_all() == []
 
 
 async def test_apply_failure_rolls_back_the_send(db: Path) -> None:
@@ -252,10 +284,13 @@ async def test_apply_failure_rolls_back_the_send(db: Path) -> None:
 
     async def broken(job: Job) -> Outcome:
         def apply() -> int:
-            store.outbox_add(customer=CustomerRef({"phone": "1555"}),
-                             reply={"type": "text", "text": "x"},
-                             request_id=job_request_id(job.id))
+            store.outbox_add(
+                customer=CustomerRef({"phone": "1555"}),
+                reply={"type": "text", "text": "x"},
+                request_id=job_request_id(job.id),
+            )
             raise RuntimeError("disk full")
+
         return Outcome.done(apply)
 
     scheduler = Scheduler(store, clock)
@@ -263,7 +298,9 @@ async def test_apply_failure_rolls_back_the_send(db: Path) -> None:
     job_id = scheduler.add("ping", T0)
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)  # type: ignore[arg-type]
-    assert job is not None and job.status == "failed" and "disk full" in (job.last_error or "")
+    assert job is not None
+    assert job.status == "failed"
+    assert "disk full" in (job.last_error or "")
     assert store.outbox_all() == []
 
 
@@ -272,7 +309,8 @@ async def test_dedupe_key_creates_a_job_once(db: Path) -> None:
     store, scheduler, _ = make(db, clock)
     first = scheduler.add("ping", T0, dedupe_key="followup:1:1")
     again = scheduler.add("ping", T0 + timedelta(hours=1), dedupe_key="followup:1:1")
-    assert first is not None and again is None
+    assert first is not None
+    assert again is None
     assert store.count_jobs() == 1
 
 
@@ -293,11 +331,14 @@ async def test_deferred_job_moves_without_counting_an_attempt(db: Path) -> None:
     job_id = scheduler.add("ping", T0)
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)  # type: ignore[arg-type]
-    assert job is not None and job.status == "pending" and job.due_at == morning
-    assert job.attempts == 0 and job.last_error == "quiet hours in Asia/Almaty"
+    assert job is not None
+    assert job.status == "pending"
+    assert job.due_at == morning
+    assert job.attempts == 0
+    assert job.last_error == "quiet hours in Asia/Almaty"
     clock.advance(timedelta(hours=9))
     assert await scheduler.run_due() == 1
-    assert store.job_get(job_id).status == "done"  # type: ignore[union-attr]
+    assert store.job_get(job_id).status == "done"  # type: ignore[union-attr, arg-type]
     assert len(calls) == 2
 
 
@@ -307,7 +348,8 @@ async def test_unknown_kind_fails_clearly(db: Path) -> None:
     job_id = store.job_add("nonsense", T0, {})
     assert await scheduler.run_due() == 1
     job = store.job_get(job_id)  # type: ignore[arg-type]
-    assert job is not None and job.status == "failed"
+    assert job is not None
+    assert job.status == "failed"
     assert job.last_error == "unknown job kind 'nonsense'"
 
 
@@ -357,4 +399,4 @@ def test_payload_is_stored_as_json(db: Path) -> None:
     raw = store.conn.execute("SELECT payload FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
     assert json.loads(raw) == {"text": "привет", "n": 2}
     with pytest.raises(ValueError, match="aware"):
-        Scheduler(store).add("ping", datetime(2026, 1, 1))
+        Scheduler(store).add("ping", datetime(2026, 1, 1))  # noqa: DTZ001 - the point
