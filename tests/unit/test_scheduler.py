@@ -108,7 +108,7 @@ async def test_stale_job_is_skipped_with_reason(db: Path) -> None:
     job_id = scheduler.add("ping", T0 + timedelta(hours=1))
     clock.advance(timedelta(days=7))  # the bot was stopped for a week
     assert await scheduler.run_due() == 1
-    job = store.job_get(job_id)
+    job = store.job_get(job_id)  # type: ignore[arg-type]
     assert job is not None
     assert job.status == "skipped"
     assert job.last_error is not None
