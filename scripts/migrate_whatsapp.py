@@ -42,6 +42,7 @@ from orchestrator.schemas import (  # noqa: E402
 )
 from orchestrator.security import SecretBox  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
+from shared.funnel.templates import SALES_TEMPLATE, render_template  # noqa: E402
 
 LEGACY = "whatsapp_instances_legacy"
 
@@ -155,6 +156,11 @@ def import_legacy(settings: Settings) -> tuple[int, list[str]]:
                 values["webhook_port"] = None
             config = {**COMMON_DEFAULTS, **CHANNEL_FIELDS["whatsapp"]}
             config.update({k: v for k, v in values.items() if k in known})
+            if config.get("funnel") is None:
+                # Seed-004 bots ran the sales funnel as the default: they keep it, explicitly
+                # (a new bot's default is the neutral "documents" template).
+                config["funnel"] = render_template(SALES_TEMPLATE)
+                config["template"] = SALES_TEMPLATE
             secrets = {k: str(values[k]) for k in SECRET_FIELDS["whatsapp"] if values.get(k)}
             session.add(
                 BotInstance(

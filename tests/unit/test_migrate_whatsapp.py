@@ -23,6 +23,7 @@ from orchestrator.db import make_engine, migrate
 from orchestrator.models import BotInstance
 from orchestrator.security import SecretBox
 from orchestrator.settings import Settings
+from shared.funnel import default_funnel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -152,6 +153,9 @@ def test_import_stores_converted_values_and_drops_the_legacy_table(
             secrets = SecretBox(settings.resolved_secret_key()).decrypt(bot.secrets_enc)
             assert secrets["access_token"] == "legacy-SECRET-token"
             assert "legacy-SECRET-token" not in json.dumps(config)
+            # a seed-004 bot ran the sales funnel as the default: it keeps it, explicitly
+            assert config["funnel"] == default_funnel().to_dict()
+            assert config["template"] == "sales"
     finally:
         engine.dispose()
 
