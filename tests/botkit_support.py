@@ -41,6 +41,7 @@ class FakeOrchestrator:
     llm_requests: list[dict[str, Any]] = field(default_factory=list)
     request_ids: list[str | None] = field(default_factory=list)
     llm_answer: str | None = None
+    llm_escalate: bool = False  # the backend's "a person should answer"
     llm_status: int = 404
     llm_warming: int = 0  # answer this many replies 503 + Retry-After (models loading)
     config_failures: int = 0
@@ -86,7 +87,7 @@ class FakeOrchestrator:
                     "confidence": 0.9,
                     "sources": [],
                     "usage": {},
-                    "escalate": False,
+                    "escalate": self.llm_escalate,
                 }
             )
 

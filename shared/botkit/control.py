@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from shared.botkit import followups
+from shared.botkit.handoff import settings_of
 from shared.botkit.scheduler import TEST_CLOCK_ENV, OffsetClock
 from shared.channels.base import TextReply
 from shared.logging import new_request_id, request_id_var
+from shared.store import handovers
 from shared.tokens import TokenError, verify_control_token
 
 if TYPE_CHECKING:
@@ -108,7 +110,9 @@ async def reload(request: web.Request) -> web.Response:
 
 
 async def send(request: web.Request) -> web.Response:
-    """Queue an operator's manual message to a customer."""
+    """Queue an operator's manual message to a customer; with ``assignee`` (the operator) and
+    the ``operator_message`` handoff trigger on, the operator takes the conversation: the bot
+    stops answering that customer until the handover is resolved."""
     ctx = request.app[CTX_KEY]
     body = await _json_body(request)
     to = str(body.get("to") or "").strip()
@@ -120,13 +124,26 @@ async def send(request: web.Request) -> web.Response:
         ref = ctx.channel.customer_from_address(to)
         user = ctx.store.find_user(ref)
     customer = user.ref() if user is not None else ctx.channel.customer_from_address(to)
-    outbox_id = ctx.enqueue_reply(
-        customer,
-        TextReply(text),
-        user_id=user.id if user is not None else None,
-        origin="operator",
-        reply_to=body.get("reply_to") or None,
+    assignee = body.get("assignee")
+    takes = (
+        user is not None
+        and isinstance(assignee, str)
+        and bool(assignee.strip())
+        and settings_of(ctx.config).on("operator_message")
     )
+    with ctx.store.transaction():
+        if takes and user is not None and isinstance(assignee, str):
+            handovers.take_customer(
+                ctx.store, user.id, assignee=assignee, reason="operator_message",
+                customer=customer.address(), now=ctx.clock(),
+            )
+        outbox_id = ctx.enqueue_reply(
+            customer,
+            TextReply(text),
+            user_id=user.id if user is not None else None,
+            origin="operator",
+            reply_to=body.get("reply_to") or None,
+        )
     ctx.wake_outbox()
     logger.info("operator message queued", extra={"outbox_id": outbox_id})
     return web.json_response({"outbox_id": outbox_id}, status=202)

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.botkit import followups
+from shared.botkit import desk, followups
 from shared.botkit.decide import (
     NAV_MORE_PREFIX,
     NEED_CONTINUATION,
@@ -385,6 +385,8 @@ class InboxWorker:
                 store, user.id, reason=change.reason, question=change.question,
                 customer=row.customer, now=now, acked=True,
             )
+            if created:
+                desk.schedule_timeouts(self.ctx, handover)
             logger.info(
                 "handover opened" if created else "handover already open",
                 extra={"handover_id": handover.id, "reason": change.reason},

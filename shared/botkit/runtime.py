@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from shared.botkit import followups
+from shared.botkit import desk, followups
 from shared.botkit.context import BotContext
 from shared.botkit.control import (
     CTX_KEY,
@@ -61,6 +61,7 @@ def build_app(ctx: BotContext) -> web.Application:
     app[CTX_KEY] = ctx
     app.add_routes(ctx.channel.routes(ctx))
     app.add_routes(control_routes())
+    app.add_routes(desk.desk_routes())
     return app
 
 
@@ -109,6 +110,7 @@ def build_scheduler(ctx: BotContext) -> Scheduler:
     context's clock at each use, so a test clock set later applies."""
     scheduler = Scheduler(ctx.store, lambda: ctx.clock())
     scheduler.register(followups.job_kind(ctx))
+    scheduler.register(desk.job_kind(ctx))
     scheduler.after_commit = ctx.wake_outbox
     return scheduler
 
@@ -195,6 +197,7 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
     outbox_task = asyncio.create_task(ctx.outbox.run(), name="outbox")
     start_hook = asyncio.create_task(_run_start_hook(ctx), name="on-start")
     refresher = asyncio.create_task(client.run_token_refresher(stop), name="token-refresh")
+    lifecycle = asyncio.create_task(desk.run_lifecycle(ctx, stop), name="lifecycle")
     logger.info("bot started", extra={"port": port, "pid": os.getpid(), "kind": channel.kind})
     await client.post_event("started", "bot started", {"pid": os.getpid(), "port": port})
 
@@ -207,7 +210,8 @@ async def serve(channel: ChannelSpec, settings: BotSettings) -> int:
     refresher.cancel()
     start_hook.cancel()
     scheduler_task.cancel()
-    for task in (outbox_task, refresher, start_hook, scheduler_task):
+    lifecycle.cancel()
+    for task in (outbox_task, refresher, start_hook, scheduler_task, lifecycle):
         with contextlib.suppress(asyncio.CancelledError):
             await task
     with contextlib.suppress(Exception):
