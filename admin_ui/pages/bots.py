@@ -69,6 +69,9 @@ async def add_bot(request: Request, user: UserDep) -> Response:
     if not name:
         errors["name"] = "give the bot a name"
     body: dict[str, Any] = {"name": name}
+    template = str(form.get("template") or "")
+    if template:  # the "Start from" select; none: the API's default (answer from documents)
+        body["template"] = template
     settings = request.app.state.settings
     if form.get("sandbox") and channel is not None:
         body.update(channel.sandbox_values(f"http://127.0.0.1:{settings.sandbox_port}"))
