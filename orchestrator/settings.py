@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +81,29 @@ class Settings(BaseSettings):
     log_max_bytes: int = 5 * 1024 * 1024
     log_backups: int = 3
     auto_start_bots: bool = True
+    #: Where bots run: ``local`` (a process each, on this machine) or ``kubernetes`` (a
+    #: StatefulSet each; orchestrator/supervisor/kubernetes.py, docs/scaling.md).
+    spawner: Literal["local", "kubernetes"] = "local"
+    #: Kubernetes API base URL; empty → the pod's service account (in cluster), else kubeconfig.
+    k8s_api_url: str = ""
+    k8s_namespace: str = "flotilla"
+    k8s_image: str = "ghcr.io/flotilla/flotilla:0.1.0"
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    k8s_cpu_request: str = "50m"
+    k8s_cpu_limit: str = "1"
+    k8s_memory_request: str = "128Mi"
+    k8s_memory_limit: str = "512Mi"
+    k8s_storage_size: str = "1Gi"
+    #: Storage class of the bots' volumes; empty → the cluster's default.
+    k8s_storage_class: str = ""
+    #: How bots reach the orchestrator (its Service); empty → ``orchestrator_url``.
+    k8s_orchestrator_url: str = ""
+    #: Bots are reached at ``{service}.{namespace}.{k8s_service_domain}``.
+    k8s_service_domain: str = "svc"
+    #: The ``flotilla.dev/organization`` label on every bot object (empty: one organization).
+    k8s_organization: str = ""
+    #: One pod watch request lasts this long before it is renewed (from its resourceVersion).
+    k8s_watch_timeout_s: int = 240
     # Sandbox providers for trying Flotilla with no provider account.
     sandbox: bool = False
     sandbox_port: int = 8090

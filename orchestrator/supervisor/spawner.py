@@ -1,5 +1,6 @@
-"""Starting bot processes. ``LocalProcessSpawner`` runs them on this machine; a Kubernetes spawner
-(one pod per bot) would implement the same interface."""
+"""Starting bot processes. ``LocalProcessSpawner`` runs them on this machine;
+``ClusterSpawner`` is the interface of a spawner whose scheduler runs and restarts them
+(``orchestrator.supervisor.kubernetes.KubernetesSpawner``: one StatefulSet per bot)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import signal
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -104,6 +107,55 @@ class Spawner(ABC):
     @abstractmethod
     async def spawn(self, spec: SpawnSpec) -> ProcessHandle:
         """Start the bot described by ``spec``."""
+
+
+class ClusterSpawner(Spawner):
+    """Bots as workloads of a cluster scheduler (Kubernetes), which restarts them itself: the
+    supervisor hands start, stop, restart and delete to it and shows the states it reports
+    (from one watch), instead of watching a local process.
+
+    ``on_change(instance_id, kind)`` is called on the event loop whenever a bot's
+    :meth:`view` may have changed."""
+
+    async def spawn(self, spec: SpawnSpec) -> ProcessHandle:
+        raise NotImplementedError("a cluster spawner runs bots with apply(), not spawn()")
+
+    @abstractmethod
+    async def startup(self, on_change: Callable[[str, str], None]) -> dict[str, dict[str, Any]]:
+        """Start watching; return the bots the cluster already runs (id → their ``view``)."""
+
+    @abstractmethod
+    async def shutdown(self) -> None:
+        """Stop watching (the bots keep running: they are the cluster's)."""
+
+    @abstractmethod
+    async def apply(self, spec: SpawnSpec, port: int, gen: int) -> None:
+        """Create or update the bot's objects and run it (one replica)."""
+
+    @abstractmethod
+    async def scale_down(self, kind: str, instance_id: str) -> None:
+        """Stop the bot; its volume stays."""
+
+    @abstractmethod
+    async def rollout(self, spec: SpawnSpec, port: int, gen: int) -> None:
+        """Replace the running bot's pod (new tokens, same volume)."""
+
+    @abstractmethod
+    async def delete(self, kind: str, instance_id: str) -> None:
+        """Remove every object of the bot, its volume included."""
+
+    @abstractmethod
+    def view(self, instance_id: str) -> dict[str, Any] | None:
+        """The bot's last known state: ``state``, ``reason``, ``restarts``, ``pod``, ``node``,
+        ``last_exit_code``, ``started_at``, ``replicas`` (``None`` when it has no objects)."""
+
+    @abstractmethod
+    def bot_host(self, kind: str, instance_id: str) -> str:
+        """The host name the orchestrator reaches the bot at."""
+
+    @abstractmethod
+    def logs(self, kind: str, instance_id: str, lines: int) -> list[str]:
+        """The last ``lines`` lines the bot wrote (blocking: call from a thread)."""
 
 
 #: Orchestrator settings a bot must never see (it gets its own config through the internal API).

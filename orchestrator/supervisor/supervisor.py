@@ -30,6 +30,7 @@ from orchestrator.settings import Settings
 from orchestrator.supervisor.errors import SupervisorError
 from orchestrator.supervisor.spawner import (
     AdoptedHandle,
+    ClusterSpawner,
     LocalProcessSpawner,
     ProcessHandle,
     Spawner,
@@ -59,13 +60,26 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def spawner_for(settings: Settings) -> Spawner:
+    """The spawner ``FLOTILLA_SPAWNER`` names: local processes (default) or Kubernetes."""
+    if settings.spawner == "kubernetes":
+        from orchestrator.supervisor.kubernetes import KubernetesSpawner
+
+        return KubernetesSpawner(settings)
+    return LocalProcessSpawner()
+
+
 class Supervisor:
     """Owns every bot watcher."""
 
     def __init__(self, settings: Settings, engine: Engine, spawner: Spawner | None = None) -> None:
         self.settings = settings
         self.engine = engine
-        self.spawner = spawner or LocalProcessSpawner()
+        self.spawner = spawner or spawner_for(settings)
+        #: Set when a cluster (Kubernetes) runs the bots: start, stop, restart, delete, states
+        #: and logs go to it (the ``_cluster_*`` methods); the local path is the rest.
+        self.cluster = self.spawner if isinstance(self.spawner, ClusterSpawner) else None
+        self._syncs: set[asyncio.Task[None]] = set()
         self.watchers: dict[str, Watcher] = {}
         self.secret_key = settings.resolved_secret_key()
         self.run_dir = settings.data_dir / "run"
@@ -172,7 +186,7 @@ class Supervisor:
         try:
             res = await self.http.request(
                 method,
-                f"http://{self.settings.bot_host}:{w.port}{path}",
+                f"http://{self.bot_host(w.kind, w.instance_id)}:{w.port}{path}",
                 headers={"Authorization": f"Bearer {token}"},
                 json=json_body,
                 timeout=timeout,
@@ -242,10 +256,34 @@ class Supervisor:
             session.commit()
             return instance, port, instance.spawn_generation
 
+    def bot_host(self, kind: str, instance_id: str) -> str:
+        """Where the orchestrator reaches a bot: ``bot_host``, or its Service's DNS name."""
+        if self.cluster is not None:
+            return self.cluster.bot_host(kind, instance_id)
+        return self.settings.bot_host
+
     async def spawn(self, w: Watcher) -> ProcessHandle:
         """Allocate, mint tokens and start the bot's process."""
         instance, port, gen = await asyncio.to_thread(self._prepare, w)
         w.port, w.gen = port, gen
+        spec = self.spawn_spec(w, port, gen)
+        w.bot_error = None
+        w.attention = None
+        handle = await self.spawner.spawn(spec)
+        w.started_at = time.time()
+        w._ps = None
+        try:
+            self.write_pidfile(w, handle, spec.command())
+        except OSError as exc:
+            # Only adoption after an orchestrator crash needs it; the bot itself may still run
+            # (or report why it cannot, e.g. the same read-only data directory).
+            self.bot_log(w.kind, w.instance_id, "cannot write pid file", level="WARNING",
+                         error=str(exc))
+        self.bot_log(w.kind, w.instance_id, "spawned", pid=handle.pid, port=port, gen=gen)
+        return handle
+
+    def spawn_spec(self, w: Watcher, port: int, gen: int) -> SpawnSpec:
+        """The bot's module, environment (fresh tokens for ``gen``) and log file."""
         token = create_internal_token(
             self.secret_key,
             instance_id=w.instance_id,
@@ -268,33 +306,21 @@ class Supervisor:
         if w.kind == "whatsapp":
             env["WA_INSTANCE_ID"] = w.instance_id
             env["WA_INTERNAL_TOKEN"] = token
-        spec = SpawnSpec(
+        return SpawnSpec(
             instance_id=w.instance_id,
             kind=w.kind,
             env=env,
             log_path=log_path(self.settings, w.kind, w.instance_id),
             argv=list(self.settings.bot_command_override.get(w.instance_id, [])),
         )
-        w.bot_error = None
-        w.attention = None
-        handle = await self.spawner.spawn(spec)
-        w.started_at = time.time()
-        w._ps = None
-        try:
-            self.write_pidfile(w, handle, spec.command())
-        except OSError as exc:
-            # Only adoption after an orchestrator crash needs it; the bot itself may still run
-            # (or report why it cannot, e.g. the same read-only data directory).
-            self.bot_log(w.kind, w.instance_id, "cannot write pid file", level="WARNING",
-                         error=str(exc))
-        self.bot_log(w.kind, w.instance_id, "spawned", pid=handle.pid, port=port, gen=gen)
-        return handle
 
     # ------------------------------------------------------------ public API
 
     async def start(self, instance_id: str, kind: str) -> dict[str, Any]:
         """Start a bot (no-op when it already runs). Raises :class:`SupervisorError`."""
         w = self.watcher(instance_id, kind)
+        if self.cluster is not None:
+            return await self._cluster_start(w)
         async with w.lock:
             if w.task is not None and not w.task.done():
                 return w.status()
@@ -323,6 +349,8 @@ class Supervisor:
     async def stop(self, instance_id: str, kind: str) -> dict[str, Any]:
         """Stop a bot gracefully (SIGTERM, ``graceful_timeout``, SIGKILL)."""
         w = self.watcher(instance_id, kind)
+        if self.cluster is not None:
+            return await self._cluster_stop(w)
         async with w.lock:
             w.want_running = False
             w.wake.set()
@@ -341,7 +369,9 @@ class Supervisor:
         return w.status()
 
     async def restart(self, instance_id: str, kind: str) -> dict[str, Any]:
-        """Stop, then start."""
+        """Stop, then start (in a cluster: a rollout, the volume stays attached)."""
+        if self.cluster is not None:
+            return await self._cluster_start(self.watcher(instance_id, kind), restart=True)
         await self.stop(instance_id, kind)
         return await self.start(instance_id, kind)
 
@@ -362,6 +392,8 @@ class Supervisor:
     def status(self, instance_id: str, kind: str) -> dict[str, Any]:
         """The bot's state, pid, port, uptime, memory, CPU, restarts and last error."""
         w = self.watchers.get(instance_id)
+        if self.cluster is not None:
+            return self._cluster_status(instance_id, kind, w)
         if w is None:
             return Watcher(self, instance_id, kind).status()
         return w.status()
@@ -369,6 +401,9 @@ class Supervisor:
     async def forget(self, instance_id: str) -> None:
         """Stop a bot that is being deleted and drop its watcher."""
         w = self.watchers.get(instance_id)
+        if self.cluster is not None:
+            await self._cluster_delete(instance_id, w)
+            return
         if w is not None:
             await self.stop(instance_id, w.kind)
             self.watchers.pop(instance_id, None)
@@ -381,7 +416,9 @@ class Supervisor:
         return await self.control_call(w, "POST", "/control/reload") is not None
 
     def tail(self, kind: str, instance_id: str, lines: int) -> list[str]:
-        """The last ``lines`` lines of the bot's log file."""
+        """The last ``lines`` lines of the bot's log file (in a cluster: of its pod's log)."""
+        if self.cluster is not None:
+            return self.cluster.logs(kind, instance_id, lines)
         path = log_path(self.settings, kind, instance_id)
         if not path.exists():
             return []
@@ -402,7 +439,7 @@ class Supervisor:
 
     async def startup(self) -> None:
         """Adopt bots an earlier orchestrator left running, then start ``auto_start`` bots."""
-        adopted = await self._adopt()
+        adopted = await (self._cluster_adopt() if self.cluster is not None else self._adopt())
         if self.settings.auto_start_bots:
             with Session(self.engine) as session:
                 autos = [
@@ -472,10 +509,141 @@ class Supervisor:
         """Stop every bot gracefully (in parallel)."""
         if self._rotator is not None:
             self._rotator.cancel()
+        if self.cluster is not None:
+            # The bots are the cluster's: they keep running for the next orchestrator.
+            await self.cluster.shutdown()
+            if self._http is not None:
+                await self._http.aclose()
+            return
         running = [(w.instance_id, w.kind) for w in self.watchers.values()]
         await asyncio.gather(*(self.stop(i, k) for i, k in running), return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
+
+    # ------------------------------------------------------------ in a cluster
+
+    def _cluster_spawner(self) -> ClusterSpawner:
+        if self.cluster is None:
+            raise RuntimeError("not running bots in a cluster")
+        return self.cluster
+
+    async def _cluster_adopt(self) -> set[str]:
+        """Watch the cluster's pods; the bots whose StatefulSet runs are ours again."""
+        cluster = self._cluster_spawner()
+        known = await cluster.startup(self._cluster_changed)
+        running: set[str] = set()
+        for instance_id, info in known.items():
+            w = self.watcher(instance_id, str(info["kind"]))
+            w.port, w.gen = info.get("port"), int(info.get("gen") or 0)
+            w.want_running = int(info.get("replicas") or 0) > 0
+            if w.want_running:
+                running.add(instance_id)
+                self.bot_log(w.kind, instance_id, "adopted from the cluster")
+            await self._cluster_sync(w)
+        return running
+
+    def _cluster_changed(self, instance_id: str, kind: str) -> None:
+        task = asyncio.create_task(self._cluster_sync(self.watcher(instance_id, kind)))
+        self._syncs.add(task)
+        task.add_done_callback(self._syncs.discard)
+
+    async def _cluster_sync(self, w: Watcher) -> None:
+        """Bring the watcher's state (logged and audited on change) to what the watch saw."""
+        cluster = self._cluster_spawner()
+        view = cluster.view(w.instance_id)
+        state = view["state"] if view else "stopped"
+        reason = (view or {}).get("reason") or ""
+        if state == "crashed":
+            w.last_error = reason
+        elif state == "running":
+            w.last_error = None
+        await w.set_state(state, reason)
+
+    async def _cluster_start(self, w: Watcher, restart: bool = False) -> dict[str, Any]:
+        cluster = self._cluster_spawner()
+        async with w.lock:
+            view = cluster.view(w.instance_id)
+            runs = bool(view and view.get("replicas"))
+            if runs and not restart:
+                return self.status(w.instance_id, w.kind)
+            try:
+                _instance, port, gen = await asyncio.to_thread(self._prepare, w)
+            except SupervisorError as exc:
+                w.last_error = exc.message
+                self.bot_log(
+                    w.kind, w.instance_id, "start refused", level="WARNING", reason=exc.message
+                )
+                raise
+            w.port, w.gen = port, gen
+            w.bot_error = w.attention = w.last_error = None
+            spec = self.spawn_spec(w, port, gen)
+            if runs:
+                await cluster.rollout(spec, port, gen)
+            else:
+                await cluster.apply(spec, port, gen)
+            w.want_running = True
+            w.started_at = time.time()
+            self.bot_log(w.kind, w.instance_id, "rolled out" if runs else "scaled to 1",
+                         port=port, gen=gen)
+            await self._cluster_sync(w)
+        return self.status(w.instance_id, w.kind)
+
+    async def _cluster_stop(self, w: Watcher) -> dict[str, Any]:
+        """Scale to 0 and wait (``graceful_timeout`` + 10 s at most) until the pod is gone."""
+        cluster = self._cluster_spawner()
+        async with w.lock:
+            w.want_running = False
+            await cluster.scale_down(w.kind, w.instance_id)
+            deadline = time.monotonic() + self.settings.graceful_timeout + 10
+            while time.monotonic() < deadline:
+                view = cluster.view(w.instance_id)
+                if view is None or view.get("pod") is None:
+                    break
+                await asyncio.sleep(0.05)
+            await self._cluster_sync(w)
+            w.started_at = None
+        return self.status(w.instance_id, w.kind)
+
+    async def _cluster_delete(self, instance_id: str, w: Watcher | None) -> None:
+        """Every object of the bot, its volume included."""
+        cluster = self._cluster_spawner()
+        kind = w.kind if w is not None else None
+        if kind is None:
+            with Session(self.engine) as session:
+                instance = session.get(BotInstance, instance_id)
+                kind = instance.kind if instance is not None else None
+        if kind is None:
+            return
+        if w is not None:
+            w.want_running = False
+        await cluster.delete(kind, instance_id)
+        self.watchers.pop(instance_id, None)
+        self.bot_log(kind, instance_id, "deleted from the cluster (volume included)")
+
+    def _cluster_status(self, instance_id: str, kind: str, w: Watcher | None) -> dict[str, Any]:
+        cluster = self._cluster_spawner()
+        view = cluster.view(instance_id) or {}
+        state = view.get("state", "stopped")
+        started = view.get("started_at")
+        reason = view.get("reason")
+        return {
+            "id": instance_id,
+            "kind": kind,
+            "state": state,
+            "pid": None,
+            "port": w.port if w is not None else None,
+            "uptime_s": round(time.time() - started, 1)
+            if started and state == "running"
+            else 0.0,
+            "rss_mb": None,
+            "cpu_percent": None,
+            "restarts": int(view.get("restarts") or 0),
+            "last_exit_code": view.get("last_exit_code"),
+            "last_error": reason if state == "crashed" else (w.last_error if w else None),
+            "attention": w.attention if w is not None and state == "running" else None,
+            "pod": view.get("pod"),
+            "node": view.get("node"),
+        }
 
     async def _rotate_logs_forever(self) -> None:
         while True:

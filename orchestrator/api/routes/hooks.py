@@ -179,7 +179,9 @@ async def forward_hook(
             headers={"Allow": ", ".join(methods)},
         )
     query = request.scope.get("query_string", b"").decode("latin-1")
-    url = f"http://{settings.bot_host}:{port}{route}" + (f"?{query}" if query else "")
+    # The bot's host: ``bot_host`` locally, its Service's DNS name in Kubernetes.
+    host = sup.bot_host(kind, instance_id)
+    url = f"http://{host}:{port}{route}" + (f"?{query}" if query else "")
     total = float(settings.hooks_timeout_s)
     timeout = httpx.Timeout(total, connect=float(settings.hooks_connect_timeout_s))
     try:
