@@ -56,6 +56,8 @@ async def _tab_context(
         ctx["form_error"] = ""
         if tab == "ai":
             ctx["extra_options"] = await _cloud_providers(api)
+        if tab == "funnel":
+            ctx.update(await _funnel_document(api, bot))
     elif tab == "knowledge":
         ctx.update(await _knowledge_choices(api, bot))
     elif tab == "logs":
@@ -158,6 +160,22 @@ async def save_tab(
             ctx["form_error"] = errors["knowledge_base_ids"]
     template = "_tab_knowledge.html" if tab == "knowledge" else "_tab_form.html"
     return render(request, template, user=user, bot=bot, tab=tab, **ctx)
+
+
+async def _funnel_document(api: AdminApi, bot: dict[str, Any]) -> dict[str, Any]:
+    """The document the funnel editor starts from: the bot's own funnel, else the built-in one
+    (``GET /admin/funnels/default``)."""
+    own = bot.get("funnel")
+    if isinstance(own, dict):
+        return {"funnel_doc": own, "funnel_is_default": False, "funnel_error": ""}
+    res = await api.get("/admin/funnels/default")
+    if res.ok and isinstance(res.data, dict):
+        return {"funnel_doc": res.data, "funnel_is_default": True, "funnel_error": ""}
+    return {
+        "funnel_doc": {},
+        "funnel_is_default": True,
+        "funnel_error": f"The built-in funnel could not be loaded: {res.message}",
+    }
 
 
 async def _cloud_providers(api: AdminApi) -> list[str]:

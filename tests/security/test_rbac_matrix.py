@@ -32,9 +32,12 @@ READ_LIKE = {
     ("POST", "/admin/knowledge/{kb_id}/search"),
     ("POST", "/admin/ai/test"),
     ("POST", "/admin/tts/test"),
+    ("POST", "/admin/funnels/validate"),
+    ("POST", "/admin/funnels/preview"),
     ("POST", "/admin/templates/{template_id}/preview"),
 }
 OWNED_PARAMS = ("{instance_id}", "{kb_id}")
+BOT_IN_BODY = ("/admin/ai/test", "/admin/funnels/preview")  # bodies naming the owner's bot
 
 
 def admin_routes(app: Any) -> list[tuple[str, str]]:
@@ -67,7 +70,8 @@ class World:
         self.client = client
         self.actors = actors
         self.values: dict[str, str] = {"kind": "whatsapp", "customer_key": "15550001111",
-                                       "doc_id": "1", "template_id": "documents"}
+                                       "doc_id": "1", "template_id": "documents",
+                                       "handover_id": "1"}
 
     def ensure(self) -> dict[str, str]:
         c, h = self.client, self.actors.headers
@@ -119,11 +123,15 @@ class World:
             "/admin/ai/test": {"kind": "whatsapp", "bot_id": self.values["instance_id"],
                                "message": "hi"},
             "/admin/tts/test": {"text": "hi"},
+            "/admin/funnels/validate": {"name": "not a whole funnel"},
+            "/admin/funnels/preview": {"kind": "whatsapp", "bot_id": self.values["instance_id"],
+                                       "messages": [{"text": "hi"}]},
             "/admin/templates/{template_id}/preview": {"business": {"name": "Corner Café"}},
             "/admin/{kind}/instances/{instance_id}/messages": {"to": "+15550001111",
                                                                "text": "hi"},
             "/admin/{kind}/instances/{instance_id}/simulate": {"from": "+15550001111",
                                                                "text": "hi"},
+            "/admin/{kind}/instances/{instance_id}/handovers/{handover_id}/reply": {"text": "hi"},
         }
         return bodies.get(path, {})
 
@@ -141,7 +149,7 @@ class World:
 def expectations(method: str, path: str, admin_status: int) -> dict[str, set[int] | str]:
     """What each actor must get, given what the admin got (the admin is the 'allowed' probe)."""
     write = method in WRITE_METHODS and (method, path) not in READ_LIKE
-    owned = any(p in path for p in OWNED_PARAMS) or path == "/admin/ai/test"
+    owned = any(p in path for p in OWNED_PARAMS) or path in BOT_IN_BODY
     if path.startswith(ADMIN_ONLY):
         return {"anonymous": {401}, "gary": {403}, "bob": {403}, "alice": {403}}
     exp: dict[str, set[int] | str] = {"anonymous": {401}}

@@ -74,6 +74,31 @@ def test_no_secret_in_any_response_or_log(tmp_path: Path) -> None:
         bodies.append(("restart", r.text))
         orch.wait_state("whatsapp", bot.id, "running")
         time.sleep(1.0)
+        # the funnel editor's read-only POSTs naming the bot
+        r = orch.api("POST", "/admin/funnels/preview", json={
+            "kind": "whatsapp", "bot_id": bot.id, "messages": [{"text": "hi"}]})
+        bodies.append(("preview", r.text))
+        # the desk (issue 13): a customer asks for a person; take, reply, resolve
+        with httpx.Client(timeout=15) as http:
+            raw = inbound_payload("15550007778", "wamid.leak.desk", "I want to talk to a person",
+                                  bot.phone_number_id)
+            r = http.post(f"{bot.url}/webhook", content=raw,
+                          headers={"X-Hub-Signature-256": sign(raw)})
+            bodies.append(("webhook desk", r.text))
+        desk: list[dict[str, Any]] = []
+        for _ in range(100):
+            desk = orch.api("GET", "/admin/handovers").json()
+            if desk:
+                break
+            time.sleep(0.1)
+        assert desk, "the customer's request for a person reached the desk"
+        bodies.append(("desk", json.dumps(desk)))
+        for item in desk:
+            base = f"/admin/whatsapp/instances/{item['bot_id']}/handovers/{item['id']}"
+            for action, body in (("take", None), ("reply", {"text": "A person here."}),
+                                 ("resolve", None)):
+                r = orch.api("POST", f"{base}/{action}", json=body)
+                bodies.append((f"desk {action}", r.text))
         # every GET route of the admin API, as every role
         for username, role in (("gary", "guest"), ("alice", "user")):
             orch.api("POST", "/admin/users", json={

@@ -1,0 +1,185 @@
+"""The Funnel tab's form editor in a real browser against a real orchestrator: add a main-menu
+button, see it in the phone preview and press it there, save, reload (checked through the API
+too); an invalid edit is explained next to its field and not saved; "Advanced: JSON"
+round-trips; guests see the funnel read-only but can still preview it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from shared.funnel import default_funnel
+from tests.e2e.conftest import login, shot
+from tests.support.orchestrator_proc import OrchestratorProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _bot(orch: OrchestratorProcess, name: str, funnel: dict[str, Any] | None) -> str:
+    res = orch.api("POST", "/admin/whatsapp/instances", json={"name": name, "enabled": False})
+    assert res.status_code == 201, res.text
+    bot_id = str(res.json()["id"])
+    res = orch.api("PUT", f"/admin/whatsapp/instances/{bot_id}", json={"funnel": funnel})
+    assert res.status_code == 200, res.text
+    return bot_id
+
+
+def _stored_funnel(orch: OrchestratorProcess, bot_id: str) -> Any:
+    res = orch.api("GET", f"/admin/whatsapp/instances/{bot_id}")
+    assert res.status_code == 200, res.text
+    return res.json()["funnel"]
+
+
+def test_add_a_menu_button_preview_it_save_and_reload(
+    new_page: Any, orch: OrchestratorProcess
+) -> None:
+    doc = copy.deepcopy(default_funnel().to_dict())
+    bot_id = _bot(orch, "Funnel Form Shop", doc)
+    page = new_page()
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot_id}/funnel")
+    sim = page.get_by_test_id("fe-sim")
+    # the preview opens with the greeting and the welcome buttons of the stored funnel
+    expect(sim.get_by_test_id("fe-customer-msg").first).to_have_text("привет")
+    welcome = sim.get_by_test_id("fe-bot-reply").first
+    expect(welcome.locator(".wa-btn")).to_have_text([b["title"] for b in doc["welcome"]])
+    expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
+
+    # add a fourth button that opens the pricing FAQ topic
+    page.get_by_test_id("fe-add-button").click()
+    expect(page.get_by_test_id("fe-menu-button")).to_have_count(4)
+    page.get_by_label("Button 4 title").fill("Prices")
+    page.get_by_label("Button 4 action").select_option(label="FAQ topic: Pricing & support")
+    expect(welcome.locator(".wa-btn", has_text="Prices")).to_be_visible()
+    shot(page, "funnel-editor-new-button")
+    # press it in the phone: the real router answers with the topic's questions
+    welcome.locator(".wa-btn", has_text="Prices").click()
+    expect(sim.get_by_test_id("fe-customer-msg").nth(1)).to_have_text("Prices")
+    expect(sim.locator(".wa-row", has_text="How much?")).to_be_visible()
+    assert _stored_funnel(orch, bot_id) == doc  # nothing saved by editing or previewing
+
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    stored = _stored_funnel(orch, bot_id)
+    assert stored["welcome"][3] == {"title": "Prices", "action": "faq:cat_pricing"}
+    assert stored["welcome"][:3] == doc["welcome"]
+
+    page.reload()
+    expect(page.get_by_label("Button 4 title")).to_have_value("Prices")
+    expect(page.get_by_label("Button 4 action")).to_have_value("faq:cat_pricing")
+    expect(
+        page.get_by_test_id("fe-sim").get_by_test_id("fe-bot-reply").first.locator(".wa-btn")
+    ).to_have_text([*(b["title"] for b in doc["welcome"]), "Prices"])
+
+    # remove and reorder: move "Prices" to the top
+    for _ in range(3):
+        page.get_by_test_id("fe-menu-button").nth(3 - _).get_by_role(
+            "button", name="Move up"
+        ).click()
+    expect(page.get_by_label("Button 1 title")).to_have_value("Prices")
+    expect(
+        page.get_by_test_id("fe-sim").get_by_test_id("fe-bot-reply").first.locator(".wa-btn").first
+    ).to_have_text("Prices")
+
+
+def test_an_invalid_edit_is_explained_and_not_saved(
+    new_page: Any, orch: OrchestratorProcess
+) -> None:
+    doc = copy.deepcopy(default_funnel().to_dict())
+    bot_id = _bot(orch, "Funnel Check Shop", doc)
+    page = new_page()
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot_id}/funnel")
+    expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
+
+    page.get_by_label("Welcome message").fill("")
+    error = page.locator('[data-error-for="texts.welcome"]')
+    expect(error).to_have_text("must not be empty")
+    expect(page.get_by_test_id("fe-problems")).to_contain_text("1 problem to fix before saving")
+    page.get_by_label("Button 2 title").fill("")
+    expect(page.locator('[data-error-for="welcome.1.title"]')).to_have_text("must not be empty")
+    shot(page, "funnel-editor-invalid")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("save-refused")).to_contain_text("Not saved")
+    expect(page.get_by_test_id("saved")).to_have_count(0)
+    assert _stored_funnel(orch, bot_id) == doc
+
+    # an FAQ id that buttons can no longer reach is named at the button that points to it
+    page.get_by_label("Welcome message").fill("Hello, {name}!")
+    page.get_by_label("Button 2 title").fill("FAQ")
+    expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
+    page.get_by_test_id("fe-add-button").click()
+    page.get_by_label("Button 4 action").select_option("faq:price")
+    expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
+    page.locator('[data-path=\'["faq","sections",2,"items",0,"key"]\']').fill("cost")
+    expect(page.locator('[data-error-for="welcome.3.action"]')).to_have_text(
+        "points to the FAQ answer 'price', which does not exist"
+    )
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("save-refused")).to_be_visible()
+    assert _stored_funnel(orch, bot_id) == doc
+
+
+def test_advanced_json_round_trips(new_page: Any, orch: OrchestratorProcess) -> None:
+    bot_id = _bot(orch, "Funnel Json Shop", None)
+    page = new_page()
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot_id}/funnel")
+    # a bot without its own funnel starts from the built-in one
+    expect(page.get_by_label("Button 1 title")).to_have_value(default_funnel().welcome[0].title)
+    page.get_by_label("Button 1 title").fill("Find my AI")
+    page.get_by_test_id("fe-mode-json").click()
+    area = page.get_by_test_id("fe-json")
+    text = area.input_value()
+    assert '"title": "Find my AI"' in text
+    area.fill(text.replace('"title": "Find my AI"', '"title": "Pick for me"'))
+    expect(page.get_by_test_id("fe-json-state")).to_have_text("valid JSON")
+    expect(
+        page.get_by_test_id("fe-sim").get_by_test_id("fe-bot-reply").first.locator(".wa-btn").first
+    ).to_have_text("Pick for me")
+    area.fill("{ not json")
+    expect(page.get_by_test_id("fe-json-state")).to_contain_text("Not valid JSON")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("save-refused")).to_be_visible()
+    area.fill(text.replace('"title": "Find my AI"', '"title": "Pick for me"'))
+    page.get_by_test_id("fe-mode-form").click()
+    expect(page.get_by_label("Button 1 title")).to_have_value("Pick for me")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    stored = _stored_funnel(orch, bot_id)
+    assert stored["welcome"][0]["title"] == "Pick for me"
+    assert stored["faq"] == default_funnel().to_dict()["faq"]  # untouched parts kept
+
+
+def test_guest_sees_the_funnel_read_only_and_can_preview(
+    new_page: Any, orch: OrchestratorProcess
+) -> None:
+    doc = copy.deepcopy(default_funnel().to_dict())
+    bot_id = _bot(orch, "Funnel Guest Shop", doc)
+    password = "guest-funnel-password-1"
+    res = orch.api(
+        "POST", "/admin/users", json={"username": "fguest", "password": password, "role": "guest"}
+    )
+    assert res.status_code == 201, res.text
+    page = new_page()
+    login(page, "fguest", password)
+    page.goto(f"/bots/whatsapp/{bot_id}/funnel")
+    expect(page.get_by_test_id("read-only")).to_be_visible()
+    expect(page.get_by_test_id("save")).to_have_count(0)
+    expect(page.get_by_test_id("fe-add-button")).to_have_count(0)
+    expect(page.get_by_label("Welcome message")).to_be_disabled()
+    expect(page.get_by_label("Button 1 action")).to_be_disabled()
+    sim = page.get_by_test_id("fe-sim")
+    sim.get_by_test_id("fe-bot-reply").first.locator(".wa-btn", has_text="FAQ").click()
+    expect(sim.locator(".wa-row", has_text="Pricing & support")).to_be_visible()
+    shot(page, "funnel-editor-guest")
+    # the API refuses the guest's save whatever the page shows (with the page's CSRF token)
+    csrf = {"X-CSRF-Token": page.locator("meta[name=csrf-token]").get_attribute("content")}
+    res = page.request.put(
+        f"/admin/whatsapp/instances/{bot_id}", headers=csrf, data={"funnel": None}
+    )
+    assert res.status == 403
+    assert _stored_funnel(orch, bot_id) == doc
