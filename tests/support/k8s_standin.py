@@ -105,6 +105,7 @@ class KubeStandIn:
         self.bad_images: set[str] = set()
         self.crash_images: set[str] = set()
         self.logs: dict[str, list[str]] = {}
+        #: (method, path with query) of every request: what RBAC must allow.
         self.requests: list[tuple[str, str]] = []
         self.watch_requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,6 +145,8 @@ class KubeStandIn:
             return
 
         async def down() -> None:
+            for task in list(self._tasks):
+                task.cancel()
             for q in list(self.watchers):
                 q.put_nowait(None)
             if self._runner is not None:
@@ -178,6 +181,26 @@ class KubeStandIn:
     def drop_watches(self) -> None:
         """End every open watch stream (an API server restart)."""
         self.call(lambda: [q.put_nowait(None) for q in list(self.watchers)])
+
+    def verbs(self) -> set[tuple[str, str, str]]:
+        """The (API group, resource, RBAC verb) of every request so far."""
+        out: set[tuple[str, str, str]] = set()
+        for method, path_qs in list(self.requests):
+            path, _, query = path_qs.partition("?")
+            parts = path.strip("/").split("/")
+            rest = parts[2:] if parts[0] == "api" else parts[3:]
+            if len(rest) < 3:
+                continue
+            res = rest[2]
+            group = GROUPS.get(res, ("", "", ""))[2]
+            named = len(rest) > 3
+            if len(rest) > 4:
+                res = f"{res}/{rest[4]}"
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, "get" if named else ("watch" if "watch=true" in query else "list")
+            )
+            out.add((group, res, verb))
+        return out
 
     def get(self, res: str, name: str, ns: str = "flotilla") -> dict[str, Any] | None:
         return self.call(lambda: copy.deepcopy(self.objects[res].get((ns, name))))
@@ -400,7 +423,7 @@ class KubeStandIn:
     # ------------------------------------------------------------ HTTP
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.method, request.path))
+        self.requests.append((request.method, request.path_qs))
         parts = request.path.strip("/").split("/")
         # /api/v1/namespaces/{ns}/{res}[/{name}[/log]]  or  /apis/apps/v1/namespaces/...
         if parts[:2] == ["api", "v1"]:
