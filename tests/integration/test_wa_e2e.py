@@ -113,7 +113,7 @@ def test_webhook_verification_challenge(env: Env) -> None:
 
 
 def test_funnel_greeting_quiz_segment_quote_and_faq(env: Env) -> None:
-    bot = env.bot("Funnel Bot")
+    bot = env.bot("Funnel Bot", template="sales")  # the seed-004 funnel, as a template
     c = env.customer(bot)
     # greeting → welcome buttons
     welcome = first_with_options(c.say("Привет"))
@@ -274,7 +274,7 @@ def test_username_customer_without_phone_is_answered_by_bsuid(env: Env) -> None:
 
 
 def test_restart_mid_funnel_keeps_state(env: Env) -> None:
-    bot = env.bot("Restart Bot")
+    bot = env.bot("Restart Bot", template="sales")
     c = env.customer(bot)
     c.say("hi")
     c.say("Start", "sales:discovery")

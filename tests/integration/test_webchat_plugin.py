@@ -115,7 +115,11 @@ def test_plugin_is_registered_only_by_the_env_var(orch: OrchestratorProcess) -> 
 
 def test_webchat_bot_answers_the_default_funnel(orch: OrchestratorProcess, widget: Widget) -> None:
     bot = orch.create_bot(
-        "webchat", name="Site Chat", webchat_secret=SECRET, webchat_outbound_url=widget.url
+        "webchat",
+        name="Site Chat",
+        webchat_secret=SECRET,
+        webchat_outbound_url=widget.url,
+        template="sales",  # the seed-004 funnel (a new bot's default is the documents one)
     )
     assert bot["kind"] == "webchat"
     assert bot["webchat_secret"] == "****9876"  # masked like any channel's secret
