@@ -496,6 +496,14 @@ def _apply(
             owner_id=fields.get("owner_id", instance.owner_id),
         )
     config = dict(instance.config or {})
+    if isinstance(fields.get("followups"), dict):
+        # A partial ``followups`` (just ``enabled``) keeps the stored touches and hours.
+        stored = config.get("followups")
+        fields["followups"] = {
+            **COMMON_DEFAULTS["followups"],
+            **(stored if isinstance(stored, dict) else {}),
+            **fields["followups"],
+        }
     secrets = box.decrypt(instance.secrets_enc)
     for key, value in fields.items():
         if key in ("name", "webhook_port", "enabled", "auto_start", "owner_id"):

@@ -6,14 +6,17 @@ the store keeps channel/AI/access settings in ``BotInstance.config`` and secrets
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from shared.botkit.followups import DEFAULT_FOLLOWUPS
 from shared.channels import registry
 from shared.funnel.templates import BusinessProfile
 from shared.phones import normalize_phone
@@ -104,6 +107,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "fallback_text": "Thanks for your message! A colleague will get back to you shortly.",
     "knowledge_base_ids": [],
     "public_url": "",
+    # Follow-up sequences for silent leads (issue 14): off by default; see FollowupsConfig.
+    "followups": copy.deepcopy(DEFAULT_FOLLOWUPS),
 }
 #: A TTS voice is a bare name (piper: ``{FLOTILLA_AI_PIPER_VOICES_DIR}/{name}.onnx``), never a
 #: path: no separators, no ``..``, nothing absolute.
@@ -236,6 +241,58 @@ class LLMParams(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
 
 
+HHMM_RE = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class FollowupTouch(BaseModel):
+    """One touch of a follow-up sequence: hours after the bot's last unanswered message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_hours: float = Field(gt=0, le=24 * 366)
+    text: str = Field(min_length=1, max_length=1000)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a touch needs a text")
+        return value.strip()
+
+
+class FollowupsConfig(BaseModel):
+    """``followups``: reminders to a lead who went silent (see shared.botkit.followups)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    touches: list[FollowupTouch] = Field(
+        default_factory=lambda: [FollowupTouch(**t) for t in DEFAULT_FOLLOWUPS["touches"]],
+        min_length=1,
+        max_length=10,
+    )
+    quiet_start: str = Field(default=DEFAULT_FOLLOWUPS["quiet_start"], pattern=HHMM_RE)
+    quiet_end: str = Field(default=DEFAULT_FOLLOWUPS["quiet_end"], pattern=HHMM_RE)
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+
+    @field_validator("touches")
+    @classmethod
+    def _increasing(cls, value: list[FollowupTouch]) -> list[FollowupTouch]:
+        hours = [t.after_hours for t in value]
+        if any(b <= a for a, b in zip(hours, hours[1:], strict=False)):
+            raise ValueError("each touch must come later than the one before (after_hours)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use a name like Asia/Almaty)") from exc
+        return value
+
+
 #: ``scheme:value`` access-list entries (``telegram_user:12345``); see shared.botkit.access.
 SCHEMED_ENTRY_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):(.+)$")
 TELEGRAM_USER_RE = re.compile(r"^\d{1,20}$")
@@ -346,6 +403,7 @@ class InstanceFields(BaseModel):
     rate_limit_count: int | None = Field(default=None, ge=0, le=100000)
     rate_limit_hours: float | None = Field(default=None, gt=0, le=24 * 365)
     funnel: dict[str, Any] | None = None
+    followups: FollowupsConfig | None = None
     # A template id: the funnel is made from it and ``business`` (or the stored profile).
     template: str | None = Field(default=None, max_length=40)
     business: BusinessProfile | None = None

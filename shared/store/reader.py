@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.store.schema import IDENTITIES_VERSION
+from shared.store.jobs import followup_from_row
+from shared.store.schema import IDENTITIES_VERSION, JOBS_VERSION
 from shared.store.sqlite import iso
 
 logger = logging.getLogger(__name__)
@@ -253,6 +254,27 @@ class BotReader:
         ]
         return customer, messages
 
+    def followups(self, customer_key: str) -> dict[str, Any] | None:
+        """A customer's follow-up sequences (newest last), opt-out and pending touches, or
+        ``None`` for an unknown customer. A file older than the follow-ups has none."""
+        user_id = self.user_id_of(customer_key)
+        if user_id is None:
+            return None
+        out: dict[str, Any] = {"sequence": None, "sequences": [], "opted_out": None}
+        if self.version < JOBS_VERSION:
+            return out
+        rows = self.conn.execute(
+            "SELECT * FROM followups WHERE user_id = ? ORDER BY id", (user_id,)
+        ).fetchall()
+        sequences = [followup_from_row(r).to_dict() for r in rows]
+        out["sequences"] = sequences
+        out["sequence"] = sequences[-1] if sequences else None
+        opt = self.conn.execute(
+            "SELECT reason, at FROM opt_outs WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        out["opted_out"] = {"reason": opt["reason"], "at": opt["at"]} if opt else None
+        return out
+
     def count_messages_since(self, since: datetime) -> dict[str, int]:
         """Messages in and out since ``since``."""
         rows = self.conn.execute(
@@ -290,6 +312,19 @@ def conversation_messages(
         except sqlite3.Error:
             logger.exception("reading a conversation failed", extra={"path": str(path)})
             return None, []
+
+
+def customer_followups(path: str | Path, customer_key: str) -> dict[str, Any] | None:
+    """A customer's follow-up state (see :meth:`BotReader.followups`); ``None`` when the
+    customer (or the file) is unknown."""
+    with BotReader.open(path) as reader:
+        if reader is None:
+            return None
+        try:
+            return reader.followups(customer_key)
+        except sqlite3.Error:
+            logger.exception("reading follow-ups failed", extra={"path": str(path)})
+            return None
 
 
 def count_messages_since(path: str | Path, since: datetime) -> dict[str, int]:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import crud
@@ -32,7 +33,12 @@ from shared.channels import registry
 from shared.channels.registry import SandboxPreview
 from shared.phones import looks_like_phone, phone_digits
 from shared.store.files import bot_db_filename
-from shared.store.reader import conversation_messages, count_messages_since, list_conversations
+from shared.store.reader import (
+    conversation_messages,
+    count_messages_since,
+    customer_followups,
+    list_conversations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -318,6 +324,39 @@ async def get_conversation(
         conversation_messages, path, customer_key, limit=limit
     )
     return {"customer_key": customer_key, "customer": customer, "messages": messages}
+
+
+CustomerKey = Annotated[str, PathParam(min_length=1, max_length=128)]
+
+
+@router.get(f"{KEY_PATH}/conversations/{{customer_key}}/followups")
+async def get_followups(
+    request: Request, instance: VisibleInstance, customer_key: CustomerKey
+) -> dict[str, Any]:
+    """A customer's follow-up sequence (status, touches sent, next due time, stop reason),
+    earlier sequences and opt-out (404 for an unknown customer)."""
+    path = bot_db_path(_settings(request), instance.kind, instance.id)
+    found = await asyncio.to_thread(customer_followups, path, customer_key)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer of this bot")
+    return {"customer_key": customer_key, **found}
+
+
+@router.post(f"{KEY_PATH}/conversations/{{customer_key}}/followups/stop")
+async def stop_followups(
+    request: Request, sup: SupervisorDep, instance: ManagedInstance, customer_key: CustomerKey
+) -> dict[str, Any]:
+    """Stop a customer's active follow-up sequence by hand (the running bot does it; 409 when
+    it is stopped, 404 for an unknown customer)."""
+    path = bot_db_path(_settings(request), instance.kind, instance.id)
+    found = await asyncio.to_thread(customer_followups, path, customer_key)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer of this bot")
+    result = await _control(sup, instance, "/control/followups/stop", {"to": customer_key})
+    logger.info("follow-up stopped by hand", extra={"bot_id": instance.id,
+                                                     "stopped": result.get("stopped")})
+    return {"customer_key": customer_key, "stopped": bool(result.get("stopped")),
+            "sequence": result.get("sequence")}
 
 
 @router.post(f"{KEY_PATH}/messages", status_code=status.HTTP_202_ACCEPTED)
