@@ -193,8 +193,9 @@
     var list = target.length ? getAt(doc, target) : null;
     var i;
     if (op === "add-button") {
-      doc.welcome = Array.isArray(doc.welcome) ? doc.welcome : [];
-      doc.welcome.push({ title: "New button", action: isObj(doc.faq) ? "faq:menu" : "nav:menu" });
+      var at = target.length ? target : ["welcome"];
+      if (!Array.isArray(getAt(doc, at))) setAt(doc, at, []);
+      getAt(doc, at).push({ title: "New button", action: at[0] === "welcome" && isObj(doc.faq) ? "faq:menu" : "nav:menu" });
     } else if (op === "remove" || op === "up" || op === "down") {
       i = target[target.length - 1];
       list = getAt(doc, target.slice(0, -1));
@@ -429,6 +430,21 @@
     return el("button", { type: "button", "data-op": op, "data-target": JSON.stringify(target || []), "data-testid": testid || null, text: label });
   };
 
+  Editor.prototype.buttonRows = function (path, name, testid) {
+    var self = this;
+    var list = getAt(this.doc, path);
+    list = Array.isArray(list) ? list : [];
+    return list.map(function (b, i) {
+      var p = path.concat([i]);
+      return el("div", { className: "fe-row", "data-loc": p.join("."), "data-testid": testid || null }, [
+        el("span", { className: "fe-num", text: String(i + 1) }),
+        self.field("Button title", p.concat(["title"]), { aria: name + " " + (i + 1) + " title" }),
+        self.field("What it does", p.concat(["action"]), { kind: "action", aria: name + " " + (i + 1) + " action" }),
+        self.rowTools(p, list.length)
+      ]);
+    });
+  };
+
   function card(title, help, children, loc) {
     return el("details", { className: "card fe-card", open: true, "data-loc": loc || null }, [
       el("summary", { className: "card-head" }, [el("h2", { text: title })]),
@@ -452,18 +468,32 @@
     ], "greetings"));
 
     // Main menu
-    var rows = [];
-    var welcome = Array.isArray(doc.welcome) ? doc.welcome : [];
-    welcome.forEach(function (b, i) {
-      rows.push(el("div", { className: "fe-row", "data-loc": "welcome." + i, "data-testid": "fe-menu-button" }, [
-        el("span", { className: "fe-num", text: String(i + 1) }),
-        self.field("Button title", ["welcome", i, "title"], { aria: "Button " + (i + 1) + " title" }),
-        self.field("What it does", ["welcome", i, "action"], { kind: "action", aria: "Button " + (i + 1) + " action" }),
-        self.rowTools(["welcome", i], welcome.length)
-      ]));
-    });
+    var rows = this.buttonRows(["welcome"], "Button", "fe-menu-button");
     rows.push(this.addButton("+ Add a button", "add-button", [], "fe-add-button"));
     box.appendChild(card("Main menu buttons", "Shown under the welcome message and whenever the customer goes back to the main menu. WhatsApp shows up to three buttons at a time; more are paged.", rows, "welcome"));
+
+    // Screens (sales:show:{id}) and the "talk to a person" screen
+    var screenChildren = [];
+    if (isObj(doc.manager)) {
+      screenChildren.push(el("div", { className: "fe-group", "data-loc": "manager" }, [
+        el("div", { className: "fe-subhead" }, [el("b", { text: "Talk to a person" })]),
+        this.field("Text", ["manager", "text"], { kind: "textarea", rows: 3, aria: "Talk to a person text", help: "Shown for “Talk to a person”; the conversation is flagged for a colleague." })
+      ].concat(this.buttonRows(["manager", "buttons"], "Talk to a person button")).concat([
+        this.addButton("+ Add a button", "add-button", ["manager", "buttons"])
+      ])));
+    }
+    Object.keys(isObj(doc.screens) ? doc.screens : {}).forEach(function (id) {
+      var sp = ["screens", id];
+      screenChildren.push(el("div", { className: "fe-group", "data-loc": sp.join(".") }, [
+        el("div", { className: "fe-subhead" }, [el("b", { text: "Screen “" + id + "”" })]),
+        self.field("Text", sp.concat(["text"]), { kind: "textarea", rows: 3, aria: "Screen " + id + " text" })
+      ].concat(self.buttonRows(sp.concat(["buttons"]), "Screen " + id + " button")).concat([
+        self.addButton("+ Add a button", "add-button", sp.concat(["buttons"]))
+      ])));
+    });
+    if (screenChildren.length) {
+      box.appendChild(card("Screens", "Messages a button can show (“Show screen: …”), each with its own buttons. New screens are added in Advanced: JSON.", screenChildren));
+    }
 
     // FAQ
     var faqChildren = [];
@@ -548,7 +578,7 @@
     });
     texts.push(this.field("Words that leave a question (one per line)", ["cancel_words"], { kind: "lines", rows: 3 }));
     box.appendChild(card("Other texts", "Texts the bot needs around the menus.", texts, "texts"));
-    box.appendChild(el("p", { className: "muted small", text: "Quiz, segments, screens, prices and payment are edited in Advanced: JSON." }));
+    box.appendChild(el("p", { className: "muted small", text: "The quiz, segments, new screens, prices and payment are edited in Advanced: JSON." }));
     if (this.errors.length) this.showErrors(this.errors, "");
   };
 

@@ -51,8 +51,10 @@ def test_add_a_menu_button_preview_it_save_and_reload(
     # add a fourth button that opens the pricing FAQ topic
     page.get_by_test_id("fe-add-button").click()
     expect(page.get_by_test_id("fe-menu-button")).to_have_count(4)
-    page.get_by_label("Button 4 title").fill("Prices")
-    page.get_by_label("Button 4 action").select_option(label="FAQ topic: Pricing & support")
+    page.get_by_label("Button 4 title", exact=True).fill("Prices")
+    page.get_by_label("Button 4 action", exact=True).select_option(
+        label="FAQ topic: Pricing & support"
+    )
     expect(welcome.locator(".wa-btn", has_text="Prices")).to_be_visible()
     shot(page, "funnel-editor-new-button")
     # press it in the phone: the real router answers with the topic's questions
@@ -68,8 +70,8 @@ def test_add_a_menu_button_preview_it_save_and_reload(
     assert stored["welcome"][:3] == doc["welcome"]
 
     page.reload()
-    expect(page.get_by_label("Button 4 title")).to_have_value("Prices")
-    expect(page.get_by_label("Button 4 action")).to_have_value("faq:cat_pricing")
+    expect(page.get_by_label("Button 4 title", exact=True)).to_have_value("Prices")
+    expect(page.get_by_label("Button 4 action", exact=True)).to_have_value("faq:cat_pricing")
     expect(
         page.get_by_test_id("fe-sim").get_by_test_id("fe-bot-reply").first.locator(".wa-btn")
     ).to_have_text([*(b["title"] for b in doc["welcome"]), "Prices"])
@@ -79,7 +81,7 @@ def test_add_a_menu_button_preview_it_save_and_reload(
         page.get_by_test_id("fe-menu-button").nth(3 - _).get_by_role(
             "button", name="Move up"
         ).click()
-    expect(page.get_by_label("Button 1 title")).to_have_value("Prices")
+    expect(page.get_by_label("Button 1 title", exact=True)).to_have_value("Prices")
     expect(
         page.get_by_test_id("fe-sim").get_by_test_id("fe-bot-reply").first.locator(".wa-btn").first
     ).to_have_text("Prices")
@@ -99,7 +101,7 @@ def test_an_invalid_edit_is_explained_and_not_saved(
     error = page.locator('[data-error-for="texts.welcome"]')
     expect(error).to_have_text("must not be empty")
     expect(page.get_by_test_id("fe-problems")).to_contain_text("1 problem to fix before saving")
-    page.get_by_label("Button 2 title").fill("")
+    page.get_by_label("Button 2 title", exact=True).fill("")
     expect(page.locator('[data-error-for="welcome.1.title"]')).to_have_text("must not be empty")
     shot(page, "funnel-editor-invalid")
     page.get_by_test_id("save").click()
@@ -109,10 +111,10 @@ def test_an_invalid_edit_is_explained_and_not_saved(
 
     # an FAQ id that buttons can no longer reach is named at the button that points to it
     page.get_by_label("Welcome message").fill("Hello, {name}!")
-    page.get_by_label("Button 2 title").fill("FAQ")
+    page.get_by_label("Button 2 title", exact=True).fill("FAQ")
     expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
     page.get_by_test_id("fe-add-button").click()
-    page.get_by_label("Button 4 action").select_option("faq:price")
+    page.get_by_label("Button 4 action", exact=True).select_option("faq:price")
     expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
     page.locator('[data-path=\'["faq","sections",2,"items",0,"key"]\']').fill("cost")
     expect(page.locator('[data-error-for="welcome.3.action"]')).to_have_text(
@@ -129,8 +131,10 @@ def test_advanced_json_round_trips(new_page: Any, orch: OrchestratorProcess) -> 
     login(page)
     page.goto(f"/bots/whatsapp/{bot_id}/funnel")
     # a bot without its own funnel starts from the built-in one
-    expect(page.get_by_label("Button 1 title")).to_have_value(default_funnel().welcome[0].title)
-    page.get_by_label("Button 1 title").fill("Find my AI")
+    expect(page.get_by_label("Button 1 title", exact=True)).to_have_value(
+        default_funnel().welcome[0].title
+    )
+    page.get_by_label("Button 1 title", exact=True).fill("Find my AI")
     page.get_by_test_id("fe-mode-json").click()
     area = page.get_by_test_id("fe-json")
     text = area.input_value()
@@ -146,7 +150,7 @@ def test_advanced_json_round_trips(new_page: Any, orch: OrchestratorProcess) -> 
     expect(page.get_by_test_id("save-refused")).to_be_visible()
     area.fill(text.replace('"title": "Find my AI"', '"title": "Pick for me"'))
     page.get_by_test_id("fe-mode-form").click()
-    expect(page.get_by_label("Button 1 title")).to_have_value("Pick for me")
+    expect(page.get_by_label("Button 1 title", exact=True)).to_have_value("Pick for me")
     page.get_by_test_id("save").click()
     expect(page.get_by_test_id("saved")).to_be_visible()
     stored = _stored_funnel(orch, bot_id)
@@ -171,7 +175,7 @@ def test_guest_sees_the_funnel_read_only_and_can_preview(
     expect(page.get_by_test_id("save")).to_have_count(0)
     expect(page.get_by_test_id("fe-add-button")).to_have_count(0)
     expect(page.get_by_label("Welcome message")).to_be_disabled()
-    expect(page.get_by_label("Button 1 action")).to_be_disabled()
+    expect(page.get_by_label("Button 1 action", exact=True)).to_be_disabled()
     sim = page.get_by_test_id("fe-sim")
     sim.get_by_test_id("fe-bot-reply").first.locator(".wa-btn", has_text="FAQ").click()
     expect(sim.locator(".wa-row", has_text="Pricing & support")).to_be_visible()
@@ -183,3 +187,27 @@ def test_guest_sees_the_funnel_read_only_and_can_preview(
     )
     assert res.status == 403
     assert _stored_funnel(orch, bot_id) == doc
+
+
+def test_a_new_bot_edits_its_template_screens(new_page: Any, orch: OrchestratorProcess) -> None:
+    res = orch.api("POST", "/admin/whatsapp/instances", json={"name": "Corner Bakery"})
+    assert res.status_code == 201, res.text
+    bot_id = str(res.json()["id"])
+    made = _stored_funnel(orch, bot_id)  # a new bot gets its funnel from a template
+    screen = next(iter(made["screens"]))
+    page = new_page()
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot_id}/funnel")
+    sim = page.get_by_test_id("fe-sim")
+    expect(sim.get_by_test_id("fe-bot-reply").first).to_contain_text("Corner Bakery")
+    page.get_by_label(f"Screen {screen} text").fill("Ask about bread, cakes or *opening hours*.")
+    button = next(b for b in made["welcome"] if b["action"] == f"sales:show:{screen}")
+    sim.get_by_test_id("fe-bot-reply").first.locator(".wa-btn", has_text=button["title"]).click()
+    expect(sim.get_by_test_id("fe-bot-reply").last).to_contain_text(
+        "Ask about bread, cakes or opening hours."
+    )
+    expect(sim.get_by_test_id("fe-bot-reply").last.locator("b")).to_have_text("opening hours")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    stored = _stored_funnel(orch, bot_id)
+    assert stored["screens"][screen]["text"] == "Ask about bread, cakes or *opening hours*."
