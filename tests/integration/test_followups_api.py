@@ -38,18 +38,25 @@ def _write_sequence(path: Path) -> None:
     try:
         t0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
         ana = store.resolve_user(CustomerRef(phone=PHONE, profile_name="Ana"), now=t0)
-        store.add_message(direction="in", customer=PHONE, type_="text", text="hi",
-                          user_id=ana.id, now=t0)
-        first = store.followup_start(ana.id, total=5, next_due_at=t0 + timedelta(hours=24),
-                                     now=t0)
+        store.add_message(
+            direction="in", customer=PHONE, type_="text", text="hi", user_id=ana.id, now=t0
+        )
+        first = store.followup_start(ana.id, total=5, next_due_at=t0 + timedelta(hours=24), now=t0)
         store.followup_touched(first, 1, next_due_at=t0 + timedelta(hours=72), now=t0)
         store.followup_touched(first, 2, next_due_at=t0 + timedelta(hours=168), now=t0)
         store.followup_stop(first, "answered", now=t0 + timedelta(hours=80))
-        store.followup_start(ana.id, total=5, next_due_at=t0 + timedelta(hours=104),
-                             now=t0 + timedelta(hours=80))
+        store.followup_start(
+            ana.id, total=5, next_due_at=t0 + timedelta(hours=104), now=t0 + timedelta(hours=80)
+        )
         ben = store.resolve_user(CustomerRef(phone="+15550001111"), now=t0)
-        store.add_message(direction="in", customer="+15550001111", type_="text", text="STOP",
-                          user_id=ben.id, now=t0)
+        store.add_message(
+            direction="in",
+            customer="+15550001111",
+            type_="text",
+            text="STOP",
+            user_id=ben.id,
+            now=t0,
+        )
         store.opt_out(ben.id, "keyword", text="STOP", now=t0)
     finally:
         store.close()
@@ -72,8 +79,18 @@ def test_followups_settings_saved_and_partial_update_keeps_touches(
     h = actors.headers["alice"]
     bot = _bot(client, h, wa_payload())
     touches = [{"after_hours": 2, "text": "Still there?"}, {"after_hours": 48, "text": "Bye"}]
-    res = client.put(f"{BASE}/{bot}", headers=h, json={"followups": {
-        "enabled": True, "touches": touches, "timezone": "Asia/Almaty", "quiet_start": "22:00"}})
+    res = client.put(
+        f"{BASE}/{bot}",
+        headers=h,
+        json={
+            "followups": {
+                "enabled": True,
+                "touches": touches,
+                "timezone": "Asia/Almaty",
+                "quiet_start": "22:00",
+            }
+        },
+    )
     assert res.status_code == 200, res.text
     res = client.put(f"{BASE}/{bot}", headers=h, json={"followups": {"enabled": False}})
     assert res.status_code == 200, res.text
@@ -81,7 +98,10 @@ def test_followups_settings_saved_and_partial_update_keeps_touches(
     assert got["enabled"] is False
     assert got["touches"] == touches
     assert (got["timezone"], got["quiet_start"], got["quiet_end"]) == (
-        "Asia/Almaty", "22:00", "09:00")
+        "Asia/Almaty",
+        "22:00",
+        "09:00",
+    )
 
 
 def test_bad_followups_settings_are_clear_422s(
@@ -90,8 +110,10 @@ def test_bad_followups_settings_are_clear_422s(
     h = actors.headers["alice"]
     bot = _bot(client, h, wa_payload())
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"touches": [{"after_hours": 72, "text": "a"}, {"after_hours": 24, "text": "b"}]},
-         "later than the one before"),
+        (
+            {"touches": [{"after_hours": 72, "text": "a"}, {"after_hours": 24, "text": "b"}]},
+            "later than the one before",
+        ),
         ({"timezone": "Mars/Olympus"}, "unknown time zone"),
         ({"quiet_start": "25:00"}, "pattern"),
         ({"touches": []}, "at least 1"),
@@ -126,8 +148,9 @@ def test_a_customers_sequence_and_opt_out_are_readable(
     assert body["sequence"] == active
     assert active["active"] is True
     assert active["next_due_at"] == "2026-03-06T18:00:00.000000Z"
-    ben = client.get(f"{BASE}/{bot}/conversations/+15550001111/followups",
-                     headers=actors.headers["gary"]).json()  # a guest reads
+    ben = client.get(
+        f"{BASE}/{bot}/conversations/+15550001111/followups", headers=actors.headers["gary"]
+    ).json()  # a guest reads
     assert ben["sequence"] is None
     assert ben["opted_out"]["reason"] == "keyword"
 
@@ -142,8 +165,12 @@ def test_followups_rbac_and_abuse(
     _write_sequence(_db(client, bot))
     assert client.get(url, headers=actors.headers["bob"]).status_code == 404  # not his bot
     assert client.get(url).status_code == 401
-    assert client.get(f"{BASE}/no-such-bot/conversations/{PHONE}/followups",
-                      headers=actors.headers["admin"]).status_code == 404
+    assert (
+        client.get(
+            f"{BASE}/no-such-bot/conversations/{PHONE}/followups", headers=actors.headers["admin"]
+        ).status_code
+        == 404
+    )
     unknown = f"{BASE}/{bot}/conversations/+19999999999/followups"
     assert client.get(unknown, headers=actors.headers["alice"]).status_code == 404
     huge = f"{BASE}/{bot}/conversations/{'1' * 129}/followups"
