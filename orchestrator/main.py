@@ -41,6 +41,7 @@ from orchestrator.api.routes import (
     conversations,
     fleet,
     funnels,
+    handovers,
     hooks,
     instances,
     knowledge,
@@ -276,6 +277,7 @@ def create_app(
     app.include_router(internal_ai_routes.router)
     app.include_router(hooks.router)
     app.include_router(conversations.router)
+    app.include_router(handovers.router)
     app.include_router(admin_ui_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)

@@ -107,6 +107,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "fallback_text": "Thanks for your message! A colleague will get back to you shortly.",
     "knowledge_base_ids": [],
     "public_url": "",
+    # Human handoff (issue 13): triggers, texts, timeouts; see HandoffConfig. None = defaults.
+    "handoff": None,
     # Follow-up sequences for silent leads (issue 14): off by default; see FollowupsConfig.
     "followups": copy.deepcopy(DEFAULT_FOLLOWUPS),
 }
@@ -293,6 +295,74 @@ class FollowupsConfig(BaseModel):
         return value
 
 
+HANDOFF_HHMM_RE = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class HandoffTriggers(BaseModel):
+    """Which events hand a conversation to a person (all on by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ask_for_person: bool = True
+    frustration: bool = True
+    llm_escalate: bool = True
+    manager_button: bool = True
+    operator_message: bool = True
+    message_echoes: bool = True
+
+
+class BusinessHoursConfig(BaseModel):
+    """When people answer: ``start``-``end`` on ``days`` (Monday 0) in ``timezone``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+    days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1, max_length=7)
+    start: str = Field(default="09:00", pattern=HANDOFF_HHMM_RE)
+    end: str = Field(default="18:00", pattern=HANDOFF_HHMM_RE)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (like Europe/Berlin)") from exc
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        if any(d < 0 or d > 6 for d in value):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return sorted(set(value))
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: str, info: Any) -> str:
+        start = info.data.get("start")
+        if start and value <= start:
+            raise ValueError("end must be later than start")
+        return value
+
+
+class HandoffConfig(BaseModel):
+    """``handoff``: when a person takes over from the bot and what the customer is told
+    (see shared.botkit.handoff and docs/handoff.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    triggers: HandoffTriggers = Field(default_factory=HandoffTriggers)
+    ack_text: str | None = Field(default=None, max_length=1000)
+    after_hours_text: str | None = Field(default=None, max_length=1000)
+    expired_text: str | None = Field(default=None, max_length=1000)
+    pending_timeout_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60)
+    renotify_minutes: float = Field(default=10, gt=0, le=7 * 24 * 60)
+    idle_close_minutes: float = Field(default=24 * 60, ge=0, le=366 * 24 * 60)
+    hours: BusinessHoursConfig | None = None
+
+
 #: ``scheme:value`` access-list entries (``telegram_user:12345``); see shared.botkit.access.
 SCHEMED_ENTRY_RE = re.compile(r"^([a-z][a-z0-9_]{0,31}):(.+)$")
 TELEGRAM_USER_RE = re.compile(r"^\d{1,20}$")
@@ -403,6 +473,7 @@ class InstanceFields(BaseModel):
     rate_limit_count: int | None = Field(default=None, ge=0, le=100000)
     rate_limit_hours: float | None = Field(default=None, gt=0, le=24 * 365)
     funnel: dict[str, Any] | None = None
+    handoff: HandoffConfig | None = None
     followups: FollowupsConfig | None = None
     # A template id: the funnel is made from it and ``business`` (or the stored profile).
     template: str | None = Field(default=None, max_length=40)

@@ -4,6 +4,10 @@ Pure functions over the decoded JSON. Unknown change fields, message types and s
 ignored (Meta adds new ones); a payload whose structure makes no sense raises
 :class:`PayloadError` so the webhook can keep it as a dead letter.
 
+Message echoes (``smb_message_echoes``, :func:`parse_echoes`): what the business wrote to a
+customer from the WhatsApp Business app on its own phone (coexistence); the bot records them and
+pauses for that customer (human handoff, issue 13).
+
 Customers are identified by every id the payload gives: ``from``/``wa_id`` (phone, may be absent
 for customers who adopted a username), ``contacts[].user_id`` / ``from_user_id`` (BSUID),
 ``parent_user_id``, ``profile.username`` and ``profile.name``.
@@ -12,6 +16,7 @@ for customers who adopted a username), ``contacts[].user_id`` / ``from_user_id``
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from shared.channels.base import (
@@ -239,3 +244,61 @@ def parse_payload(data: Any) -> tuple[list[InboundMessage], list[StatusUpdate]]:
                 if update is not None:
                     statuses.append(update)
     return messages, statuses
+
+
+# -- message echoes (coexistence: the business answers from the WhatsApp Business app) --------
+
+ECHO_FIELD = "smb_message_echoes"
+
+
+@dataclass(slots=True)
+class MessageEcho:
+    """A message the business sent to a customer from its own phone (``smb_message_echoes``).
+
+    Attributes:
+        provider_message_id: the echoed message's ``wamid``.
+        customer: the recipient (``to`` phone, ``to_user_id`` BSUID).
+        kind: the message type (``text``, ``image``...).
+        text: its text or caption.
+        timestamp: Unix seconds.
+    """
+
+    provider_message_id: str
+    customer: CustomerRef
+    kind: str
+    text: str
+    timestamp: int
+
+
+def parse_echoes(data: Any) -> list[MessageEcho]:
+    """Extract the ``smb_message_echoes`` of a webhook body (``[]`` for any other body).
+
+    Raises:
+        PayloadError: an echo without an id or a recipient.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
+        return []
+    echoes: list[MessageEcho] = []
+    for entry in data["entry"]:
+        for change in _list(_dict(entry).get("changes"), "entry[].changes"):
+            change = _dict(change)
+            if change.get("field") != ECHO_FIELD:
+                continue
+            value = _dict(change.get("value"))
+            for raw in _list(value.get("message_echoes"), "message_echoes"):
+                raw = _dict(raw)
+                message_id = _text(raw.get("id"))
+                if not message_id:
+                    raise PayloadError("message echo without an id")
+                customer = CustomerRef(
+                    {PHONE: _phone(_text(raw.get("to"))), BSUID: _text(raw.get("to_user_id"))}
+                )
+                if not customer.phone and not customer.bsuid:
+                    raise PayloadError("message echo without a recipient")
+                kind = str(raw.get("type") or "text")
+                body = _dict(raw.get(kind))
+                text = _text(body.get("body")) or _text(body.get("caption")) or ""
+                echoes.append(
+                    MessageEcho(message_id, customer, kind, text, _int(raw.get("timestamp")))
+                )
+    return echoes

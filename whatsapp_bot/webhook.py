@@ -2,7 +2,9 @@
 
 POST: verify ``X-Hub-Signature-256`` (missing → 401, wrong → 403) → parse (not JSON → 400;
 JSON the bot cannot interpret → 200 and a dead letter) → persist each message to the inbox
-(duplicates ignored) and apply statuses → 200. Bodies over 3 MB are answered 413 by aiohttp.
+(duplicates ignored), apply statuses and record message echoes (the business answering from
+its own phone: the bot pauses for that customer) → 200. Bodies over 3 MB are answered 413
+by aiohttp.
 GET: Meta's subscription challenge.
 """
 
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shared.botkit.desk import record_echo
 from shared.channels.base import WebhookError
 from shared.logging import current_request_id
-from whatsapp_bot.parse import PayloadError, parse_payload
+from whatsapp_bot.parse import PayloadError, parse_echoes, parse_payload
 
 if TYPE_CHECKING:
     from shared.botkit.context import BotContext
@@ -113,6 +116,7 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
             return web.Response(status=exc.status, text=exc.reason)
         try:
             messages, statuses = parse_payload(data)
+            echoes = parse_echoes(data)
         except PayloadError as exc:
             ctx.dead_letter(raw, f"unparseable: {exc}", request_id=current_request_id())
             return web.Response(text="ok")
@@ -128,6 +132,11 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
             )
         for status in statuses:
             ctx.apply_status(status)
+        for echo in echoes:  # the business wrote from its own phone: a person has it
+            record_echo(
+                ctx, provider_message_id=echo.provider_message_id, customer=echo.customer,
+                kind=echo.kind, text=echo.text,
+            )
         return web.Response(text="ok")
 
     return [web.get("/webhook", challenge), web.post("/webhook", receive)]

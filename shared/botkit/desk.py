@@ -35,7 +35,7 @@ from aiohttp import web
 from shared.botkit.control import CTX_KEY
 from shared.botkit.handoff import settings_of
 from shared.botkit.scheduler import JobKind, Outcome
-from shared.channels.base import TextReply
+from shared.channels.base import CustomerRef, TextReply
 from shared.store import handovers
 from shared.store.handovers import Handover, HandoverError
 from shared.store.jobs import Job
@@ -171,6 +171,47 @@ def desk_routes() -> list[web.AbstractRouteDef]:
         web.post("/control/handovers/{handover_id}/reply", reply),
         web.post("/control/handovers/{handover_id}/resolve", resolve),
     ]
+
+
+# ------------------------------------------------------------------------------ echoes
+
+#: The assignee of a conversation the business took by answering from its own phone.
+ECHO_ASSIGNEE = "business phone"
+
+
+def record_echo(
+    ctx: BotContext,
+    *,
+    provider_message_id: str,
+    customer: CustomerRef,
+    kind: str,
+    text: str,
+) -> bool:
+    """A message the business sent from its own phone (WhatsApp ``smb_message_echoes``): kept
+    in the conversation as sent, and, with the ``message_echoes`` trigger on, the business has
+    the conversation (the bot stops answering that customer until it is resolved). One
+    transaction; a redelivered echo changes nothing.
+
+    Returns:
+        Whether the echo was new.
+    """
+    store = ctx.store
+    now = ctx.clock()
+    with store.transaction():
+        if store.message_by_provider_id(provider_message_id) is not None:
+            return False
+        user = store.resolve_user(customer, now=now)
+        store.add_message(
+            direction="out", customer=customer.address(), type_=kind, text=text,
+            user_id=user.id, provider_message_id=provider_message_id, status="sent", now=now,
+        )
+        if settings_of(ctx.config).on("message_echoes"):
+            handovers.take_customer(
+                store, user.id, assignee=ECHO_ASSIGNEE, reason="message_echoes",
+                customer=customer.address(), now=now,
+            )
+    logger.info("message echo recorded", extra={"provider_message_id": provider_message_id})
+    return True
 
 
 # ------------------------------------------------------------------------------ timeouts

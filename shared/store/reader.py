@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.store.jobs import followup_from_row
-from shared.store.schema import IDENTITIES_VERSION, JOBS_VERSION
+from shared.store.schema import HANDOVERS_VERSION, IDENTITIES_VERSION, JOBS_VERSION
 from shared.store.sqlite import iso
 
 logger = logging.getLogger(__name__)
@@ -336,3 +336,86 @@ def count_messages_since(path: str | Path, since: datetime) -> dict[str, int]:
             return reader.count_messages_since(since)
         except sqlite3.Error:
             return {"in": 0, "out": 0}
+
+
+# -- handovers (issue 13) ---------------------------------------------------------------------
+
+_HANDOVER_COLUMNS = (
+    "id, user_id, customer, reason, status, assignee, question, desk_topic_id, created_at, "
+    "taken_at, closed_at, closed_by, acked_at, renotified_at"
+)
+
+
+def list_handovers(
+    path: str | Path, *, statuses: tuple[str, ...], limit: int = 200
+) -> list[dict[str, Any]]:
+    """One bot's handovers with one of ``statuses``, newest first, each with its customer's
+    name and identities (``[]`` without a file or before the handovers migration)."""
+    with BotReader.open(path) as reader:
+        if reader is None or reader.version < HANDOVERS_VERSION or not statuses:
+            return []
+        marks = ", ".join("?" for _ in statuses)
+        try:
+            rows = reader.conn.execute(
+                f"SELECT {_HANDOVER_COLUMNS} FROM handovers "  # noqa: S608 - constants only
+                f"WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?",
+                (*statuses, limit),
+            ).fetchall()
+            out = []
+            for r in rows:
+                item = dict(r)
+                user = reader.customer(int(r["user_id"]))
+                item["customer_name"] = user["name"] if user else None
+                item["identities"] = user["identities"] if user else {}
+                item["customer_key"] = _customer_key(reader, int(r["user_id"]), r["customer"])
+                out.append(item)
+            return out
+        except sqlite3.Error:
+            logger.exception("reading handovers failed", extra={"path": str(path)})
+            return []
+
+
+def _customer_key(reader: BotReader, user_id: int, fallback: str) -> str:
+    """The address the Conversations view knows the customer by (their latest message's)."""
+    row = reader.conn.execute(
+        "SELECT customer FROM messages WHERE user_id = ? ORDER BY id DESC LIMIT 1", (user_id,)
+    ).fetchone()
+    return str(row["customer"]) if row is not None else fallback
+
+
+def get_handover(path: str | Path, handover_id: int) -> dict[str, Any] | None:
+    """One handover (``None`` when the bot has no such handover)."""
+    with BotReader.open(path) as reader:
+        if reader is None or reader.version < HANDOVERS_VERSION:
+            return None
+        try:
+            row = reader.conn.execute(
+                f"SELECT {_HANDOVER_COLUMNS} FROM handovers WHERE id = ?",  # noqa: S608 - const
+                (handover_id,),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        item = dict(row)
+        item["customer_key"] = _customer_key(reader, int(row["user_id"]), row["customer"])
+        return item
+
+
+def count_handovers(path: str | Path) -> dict[str, int]:
+    """How many handovers are ``pending`` and ``active`` (zero without a file)."""
+    counts = {"pending": 0, "active": 0}
+    with BotReader.open(path) as reader:
+        if reader is None or reader.version < HANDOVERS_VERSION:
+            return counts
+        try:
+            rows = reader.conn.execute(
+                "SELECT status, COUNT(*) AS n FROM handovers "
+                "WHERE status IN ('pending', 'active') GROUP BY status"
+            ).fetchall()
+        except sqlite3.Error:
+            return counts
+        for r in rows:
+            counts[str(r["status"])] = int(r["n"])
+    return counts
+

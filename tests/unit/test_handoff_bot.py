@@ -278,3 +278,87 @@ async def test_idle_conversation_closes_and_reopens_but_keeps_a_pending_handover
     states = dict(h.ctx.store.conn.execute("SELECT id, conversation FROM users").fetchall())
     assert set(states.values()) == {"open"}
     assert ho.list_handovers(h.ctx.store)[0].status == "pending"
+
+
+def echo_payload(wamid: str, to: str, text: str) -> dict[str, Any]:
+    """An ``smb_message_echoes`` webhook: the business wrote from the WhatsApp Business app."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "smb_message_echoes",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550009999",
+                                "phone_number_id": "106540352242922",
+                            },
+                            "message_echoes": [
+                                {
+                                    "from": "15550009999",
+                                    "to": to,
+                                    "id": wamid,
+                                    "timestamp": "1767000000",
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_parse_echoes_reads_the_recipient_and_text() -> None:
+    from whatsapp_bot.parse import PayloadError, parse_echoes, parse_payload
+
+    data = echo_payload("wamid.E1", "15550100001", "On my way!")
+    (echo,) = parse_echoes(data)
+    assert (echo.provider_message_id, echo.customer.phone, echo.text) == (
+        "wamid.E1",
+        "+15550100001",
+        "On my way!",
+    )
+    assert parse_payload(data) == ([], [])  # not a customer message
+    broken = echo_payload("", "15550100001", "x")
+    with pytest.raises(PayloadError):
+        parse_echoes(broken)
+
+
+async def test_an_echo_from_the_business_phone_pauses_the_bot(
+    h: Harness, client: TestClient
+) -> None:
+    import json
+
+    from tests.botkit_support import APP_SECRET
+    from whatsapp_bot.webhook import sign
+
+    await say(h, "zxqv hello")
+    raw = json.dumps(echo_payload("wamid.E2", "15550100001", "Hi, the owner here.")).encode()
+    headers = {"X-Hub-Signature-256": sign(raw, APP_SECRET), "Content-Type": "application/json"}
+    for _ in range(2):  # a redelivery changes nothing
+        resp = await client.post("/webhook", data=raw, headers=headers)
+        assert resp.status == 200
+    handover = only_handover(h)
+    assert (handover.status, handover.reason, handover.assignee) == (
+        "active",
+        "message_echoes",
+        "business phone",
+    )
+    outs = [m for m in h.ctx.store.messages() if m["provider_message_id"] == "wamid.E2"]
+    assert [(m["direction"], m["text"]) for m in outs] == [("out", "Hi, the owner here.")]
+    before = await texts(h)
+    await say(h, "zxqv great, thanks")
+    assert await texts(h) == before  # the bot stays silent
+    consistent(h)
+    # Switched off: echoes are recorded, the bot keeps answering.
+    h.ctx.apply_config({**h.ctx.config, "handoff": {"triggers": {"message_echoes": False}}})
+    raw = json.dumps(echo_payload("wamid.E3", "15550100002", "hello")).encode()
+    headers = {"X-Hub-Signature-256": sign(raw, APP_SECRET), "Content-Type": "application/json"}
+    assert (await client.post("/webhook", data=raw, headers=headers)).status == 200
+    assert len(ho.list_handovers(h.ctx.store)) == 1

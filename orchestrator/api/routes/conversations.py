@@ -361,13 +361,17 @@ async def stop_followups(
 
 @router.post(f"{KEY_PATH}/messages", status_code=status.HTTP_202_ACCEPTED)
 async def send_message(
-    sup: SupervisorDep, body: OperatorMessage, instance: ManagedInstance
+    sup: SupervisorDep, body: OperatorMessage, instance: ManagedInstance, user: CurrentUser
 ) -> dict[str, Any]:
-    """Send an operator's message through the running bot (not running → 409)."""
+    """Send an operator's message through the running bot (not running → 409); the operator
+    takes the conversation (the bot stops answering that customer; issue 13)."""
     if not body.text.strip():
         raise crud.FieldError(["body", "text"], "the message is empty")
     result = await _control(
-        sup, instance, "/control/send", {"to": body.to.strip(), "text": body.text}
+        sup,
+        instance,
+        "/control/send",
+        {"to": body.to.strip(), "text": body.text, "assignee": user.username},
     )
     logger.info("operator message queued", extra={"bot_id": instance.id})
     return {"ok": True, "outbox_id": result.get("outbox_id")}
