@@ -173,6 +173,67 @@ async def _add_documents(
     return "; ".join(failed)
 
 
+@router.get("/setup/{kind}/{bot_id}", response_class=HTMLResponse)
+async def profile_page(request: Request, user: UserDep, kind: str, bot_id: str) -> HTMLResponse:
+    """An existing bot's business profile, editable; the template can be applied again."""
+    async with AdminApi(request) as api:
+        res = await api.get(f"/admin/{quote(kind, safe='')}/instances/{quote(bot_id, safe='')}")
+        templates = await _templates(api)
+    bot = res.data if res.ok and isinstance(res.data, dict) else None
+    values: dict[str, Any] = {"language": "en", "template": "documents"}
+    if bot is not None:
+        values.update({k: v for k, v in (bot.get("business") or {}).items() if k in FIELDS})
+        values.setdefault("name", bot.get("name", ""))
+        values["template"] = bot.get("template") or "documents"
+    return render(
+        request,
+        "setup.html",
+        user=user,
+        templates=templates,
+        bot=bot,
+        not_found="" if bot is not None else bot_id,
+        **_context(request, values=values),
+    )
+
+
+@router.post("/ui/setup/{kind}/{bot_id}", response_class=HTMLResponse)
+async def profile_submit(request: Request, user: UserDep, kind: str, bot_id: str) -> Response:
+    """Save the profile (``PUT`` ``business``); with "apply", make the funnel from the template
+    again with it (``template``)."""
+    form = await request.form()
+    values = {key: str(form.get(key) or "").strip() for key in FIELDS}
+    values["template"] = str(form.get("template") or "documents")
+    errors: dict[str, str] = {}
+    form_error = ""
+    saved = False
+    if not values["name"]:
+        errors["name"] = "Tell us the name of your business."
+    path = f"/admin/{quote(kind, safe='')}/instances/{quote(bot_id, safe='')}"
+    async with AdminApi(request) as api:
+        if not errors:
+            body: dict[str, Any] = {"business": {k: values[k] for k in FIELDS}}
+            if form.get("apply"):
+                body["template"] = values["template"]
+            res = await api.call("PUT", path, json=body)
+            saved = res.ok
+            if not res.ok:
+                errors = _field_errors(res.field_errors)
+                form_error = "" if errors else res.message
+        current = await api.get(path)
+        templates = await _templates(api)
+    bot = current.data if current.ok and isinstance(current.data, dict) else None
+    return render(
+        request,
+        "_setup_form.html",
+        user=user,
+        templates=templates,
+        bot=bot,
+        saved=saved,
+        applied=saved and bool(form.get("apply")),
+        **_context(request, values=values, errors=errors, form_error=form_error),
+    )
+
+
 @router.get("/setup/done", response_class=HTMLResponse)
 async def setup_done(
     request: Request,

@@ -122,3 +122,18 @@ def test_setup_flow_makes_a_bot_that_answers_from_its_document(
     assert bot["template"] == "documents"
     assert bot["business"]["timezone"] == "Europe/Dublin"
     assert len(bot["knowledge_base_ids"]) == 1
+
+    # The business profile stays editable: new hours, the texts made again from the template.
+    page.get_by_test_id("business-profile").click()
+    page.wait_for_url(f"**/setup/whatsapp/{BOT}")
+    form = page.locator("#setup-form")
+    expect(form.locator("input[name=name]")).to_have_value(SHOP)
+    expect(form.locator("input[name=timezone]")).to_have_value("Europe/Dublin")
+    form.locator("input[name=hours]").fill("Every day 8:00–20:00")
+    form.locator("input[name=apply]").check()
+    form.get_by_test_id("setup-save").click()
+    expect(page.get_by_test_id("saved")).to_contain_text("made again", timeout=15_000)
+    bot = orch.api("GET", f"/admin/whatsapp/instances/{BOT}").json()
+    assert bot["business"]["hours"] == "Every day 8:00–20:00"
+    assert "Every day 8:00–20:00" in bot["funnel"]["manager"]["text"]
+    assert len(bot["knowledge_base_ids"]) == 1  # untouched
