@@ -15,10 +15,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from admin_ui.common import STATIC_DIR, templates
-from admin_ui.pages import auth, bots, conversations, fleet, instances_tabs, knowledge, setup, users
+from admin_ui.pages import (
+    auth,
+    bots,
+    conversations,
+    desk,
+    fleet,
+    instances_tabs,
+    knowledge,
+    setup,
+    users,
+)
 
 __all__ = ["STATIC_DIR", "router", "templates"]
 
 router = APIRouter(include_in_schema=False)
 for _page in (auth, bots, setup, instances_tabs, conversations, fleet, users, knowledge):
     router.include_router(_page.router)
+router.include_router(desk.router)  # the handoff Desk (issue 13)
