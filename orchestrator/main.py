@@ -58,6 +58,7 @@ from orchestrator.internal import routes as internal_routes
 from orchestrator.security import SecretBox
 from orchestrator.settings import Settings
 from orchestrator.supervisor import Spawner, Supervisor
+from orchestrator.supervisor.leader import LeaderElector
 from orchestrator.version import version_info
 from shared.channels import registry as channel_registry
 from shared.logging import request_id_var
@@ -176,6 +177,11 @@ def create_app(
     app.state.bot_events = deque(maxlen=1000)
     supervisor = Supervisor(settings, engine, spawner)
     app.state.supervisor = supervisor
+    # One replica leads (a PostgreSQL advisory lock; SQLite: always this one): what must run
+    # once runs there (orchestrator/supervisor/leader.py).
+    leader = LeaderElector(settings.database_url, poll_s=settings.leader_poll_s)
+    supervisor.leader = leader
+    app.state.leader = leader
     if settings.sandbox:
         app.state.startup_hooks.append(start_sandbox)
         app.state.shutdown_hooks.append(stop_sandbox)
@@ -184,9 +190,11 @@ def create_app(
 
     async def _start_supervisor(app: FastAPI) -> None:
         await supervisor.startup()
+        await leader.start()
 
     async def _stop_supervisor(app: FastAPI) -> None:
         await supervisor.shutdown()
+        await leader.stop()
 
     app.state.startup_hooks.append(_start_supervisor)
     app.state.shutdown_hooks.append(_stop_supervisor)
@@ -242,13 +250,18 @@ def create_app(
         )
 
     @app.get("/health", tags=["meta"])
-    def health() -> dict[str, str]:
+    def health() -> dict[str, Any]:
         """Liveness: the process answers and its database is reachable; ``models`` is
-        ``warming`` while the AI models load in the background after start, then ``ready``."""
+        ``warming`` while the AI models load in the background after start, then ``ready``;
+        ``leader`` says whether this replica runs the jobs that must run once."""
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
         warming = app.state.ai.warming
-        return {"status": "ok", "models": "warming" if warming else "ready"}
+        return {
+            "status": "ok",
+            "models": "warming" if warming else "ready",
+            "leader": leader.is_leader,
+        }
 
     @app.get("/version", tags=["meta"])
     def version() -> dict[str, str]:

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     k8s_organization: str = ""
     #: One pod watch request lasts this long before it is renewed (from its resourceVersion).
     k8s_watch_timeout_s: int = 240
+    #: How often a follower replica tries to become the leader, and the leader checks it
+    #: still is (orchestrator/supervisor/leader.py; PostgreSQL only).
+    leader_poll_s: float = 1.0
     # Sandbox providers for trying Flotilla with no provider account.
     sandbox: bool = False
     sandbox_port: int = 8090

@@ -28,6 +28,7 @@ from orchestrator.models import BotInstance
 from orchestrator.security import create_control_token, create_internal_token
 from orchestrator.settings import Settings
 from orchestrator.supervisor.errors import SupervisorError
+from orchestrator.supervisor.leader import LeaderElector
 from orchestrator.supervisor.spawner import (
     AdoptedHandle,
     ClusterSpawner,
@@ -80,6 +81,8 @@ class Supervisor:
         #: and logs go to it (the ``_cluster_*`` methods); the local path is the rest.
         self.cluster = self.spawner if isinstance(self.spawner, ClusterSpawner) else None
         self._syncs: set[asyncio.Task[None]] = set()
+        #: The replica election (set by create_app); ``None``: a lone orchestrator.
+        self.leader: LeaderElector | None = None
         self.watchers: dict[str, Watcher] = {}
         self.secret_key = settings.resolved_secret_key()
         self.run_dir = settings.data_dir / "run"
@@ -440,23 +443,48 @@ class Supervisor:
     async def startup(self) -> None:
         """Adopt bots an earlier orchestrator left running, then start ``auto_start`` bots."""
         adopted = await (self._cluster_adopt() if self.cluster is not None else self._adopt())
-        if self.settings.auto_start_bots:
-            with Session(self.engine) as session:
-                autos = [
-                    (b.id, b.kind)
-                    for b in crud.list_instances(session=session)
-                    if b.auto_start and b.enabled
-                ]
-            for instance_id, kind in autos:
-                if instance_id in adopted:
-                    continue
-                try:
-                    await self.start(instance_id, kind)
-                except SupervisorError as exc:
-                    logger.warning(
-                        "auto-start failed", extra={"bot_id": instance_id, "reason": exc.message}
-                    )
+        if self.cluster is not None and self.leader is not None:
+            # Replicas share the cluster's bots: only the elected one starts them.
+            self.leader.on_elected(self._elected)
+        elif self.settings.auto_start_bots:
+            await self._auto_start(adopted)
         self._rotator = asyncio.create_task(self._rotate_logs_forever(), name="log-rotator")
+
+    async def _auto_start(self, adopted: set[str]) -> list[str]:
+        """Start the enabled ``auto_start`` bots that do not run yet; return their ids."""
+        with Session(self.engine) as session:
+            autos = [
+                (b.id, b.kind)
+                for b in crud.list_instances(session=session)
+                if b.auto_start and b.enabled
+            ]
+        started: list[str] = []
+        for instance_id, kind in autos:
+            if instance_id in adopted:
+                continue
+            if self.cluster is not None and (self.cluster.view(instance_id) or {}).get(
+                "replicas"
+            ):
+                continue  # the cluster runs it already
+            try:
+                await self.start(instance_id, kind)
+                started.append(instance_id)
+            except SupervisorError as exc:
+                logger.warning(
+                    "auto-start failed", extra={"bot_id": instance_id, "reason": exc.message}
+                )
+        return started
+
+    async def _elected(self) -> None:
+        """This replica now leads: note it, and start the ``auto_start`` bots not running."""
+        replica = self.leader.identity if self.leader is not None else ""
+        await self.audit("", "orchestrator", "leader.elected", {"replica": replica})
+        if self.settings.auto_start_bots:
+            started = await self._auto_start(set())
+            if started:
+                await self.audit(
+                    "", "orchestrator", "fleet.auto_start", {"replica": replica, "bots": started}
+                )
 
     async def _adopt(self) -> set[str]:
         adopted: set[str] = set()
