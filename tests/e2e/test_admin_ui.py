@@ -197,12 +197,13 @@ def test_errors_are_shown_at_their_field(new_page: Any, orch: OrchestratorProces
     assert stored["llm_params"]["temperature"] == 0.2
     assert stored["persona"] == "Friendly and brief."
 
-    page.goto(f"{base}/funnel")
-    page.get_by_role("button", name="Load the default funnel to edit").click()
-    expect(page.locator("#f-funnel")).to_have_value(re.compile(r'"greetings"'))
-    page.fill("#f-funnel", '{"version": 1, "greetings": 5}')
+    page.goto(f"{base}/funnel")  # the form editor; its own tests: tests/e2e/test_funnel_editor.py
+    page.get_by_test_id("fe-mode-json").click()
+    expect(page.get_by_test_id("fe-json")).to_have_value(re.compile(r'"greetings"'))
+    page.get_by_test_id("fe-json").fill('{"version": 1, "greetings": 5}')
+    expect(page.get_by_test_id("fe-problems")).to_contain_text("greetings")
     page.get_by_test_id("save").click()
-    expect(page.locator("[data-error-for=funnel]")).to_be_visible()
+    expect(page.get_by_test_id("save-refused")).to_be_visible()
     assert "Traceback" not in page.content()
     shot(page, "bot-funnel")
 
