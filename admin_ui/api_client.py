@@ -53,6 +53,9 @@ def parse_errors(status: int, data: Any) -> tuple[dict[str, str], str]:
             if loc and loc[0] in ("body", "query", "path"):
                 loc = loc[1:]
             msg = str(err.get("msg", "invalid value"))
+            if err.get("type") == "string_pattern_mismatch":
+                # "String should match pattern '^v\d+\.\d+$'": no regex for the reader
+                msg = "is not written the expected way; see the example in the help text"
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
             if loc:

@@ -22,6 +22,17 @@ INPUT_TYPES = {"str": "text", "url": "text", "int": "int", "bool": "bool", "text
 SIMULATORS = ("buttons", "numbered", "inline")
 
 
+#: Customer id schemes (a channel's ``identity_schemes``) as the access-list help names them.
+PLAIN_IDS = {
+    "phone": "phone numbers with the country code (+15551234567)",
+    "bsuid": "WhatsApp user ids (US.1234567890)",
+    "telegram_user": "Telegram user ids (numbers)",
+    "username": "@usernames",
+}
+#: Schemes the help leaves out (the same kind of id as one it names).
+HIDDEN_IDS = frozenset({"parent_bsuid"})
+
+
 class KindLabels(dict[str, str]):
     """kind → label; an unknown kind (a bot whose plugin is not loaded) shows as itself."""
 
@@ -93,10 +104,14 @@ class UiChannel:
                 )
                 f = replace(f, help=note)
             elif f.name == "allowed_phones" and self.identity_schemes:
-                ids = ", ".join(s.replace("_", " ") for s in self.identity_schemes)
+                ids = [
+                    PLAIN_IDS.get(s, s.replace("_", " ") + " ids")
+                    for s in self.identity_schemes
+                    if s in PLAIN_IDS or s not in HIDDEN_IDS
+                ]
                 f = replace(
                     f,
-                    help=f"Customer ids {self.label} gives ({ids}); phones in E.164. "
+                    help=f"{self.label} customers as {', '.join(ids)}. "
                     "Empty: everyone may write",
                 )
             out.append(f)

@@ -99,20 +99,64 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
+#: Log fields whose values are secrets (masked in the Logs view, raw JSON included).
+_SECRET_KEY_RE = re.compile(
+    r"token(?!s)|secret|password|passwd|authorization|api_?key|cookie", re.I
+)
+#: Secret-looking text inside a message (``Bearer abc…``, ``access_token=…``).
+_SECRET_TEXT_RE = re.compile(
+    r"(?i)(bearer\s+|(?:token|secret|password|api_?key)[\"']?\s*[=:]\s*[\"']?)[^\s\"',&]+"
+)
+#: Fields shown beside the message (the rest is in the raw JSON, one click away).
+_KEY_FIELDS = ("request_id", "customer", "to", "from", "status", "error", "exc")
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if key and _SECRET_KEY_RE.search(key) and value not in (None, "", False):
+        return "****"
+    if isinstance(value, dict):
+        return {k: _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_TEXT_RE.sub(lambda m: m.group(1) + "****", value)
+    return value
+
+
 def log_line(line: str) -> dict[str, Any]:
-    """A JSON log line split into time, level, message and the rest; plain text as is."""
+    """A log line for the Logs view: time, level, message, a few key fields and the whole
+    entry as indented JSON (secret fields masked everywhere); plain text as is (masked)."""
     try:
         data = json.loads(line)
     except ValueError:
-        return {"ts": "", "level": "", "msg": line, "extra": ""}
+        data = None
     if not isinstance(data, dict):
-        return {"ts": "", "level": "", "msg": line, "extra": ""}
+        return {"ts": "", "level": "", "msg": _mask(line), "extra": "", "fields": [], "raw": ""}
+    data = _mask(data)
+    raw = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     ts = str(data.pop("ts", data.pop("time", "")))
     level = str(data.pop("level", data.pop("levelname", "")))
     msg = str(data.pop("msg", data.pop("message", "")))
     data.pop("bot_id", None)
+    shown = [k for k in _KEY_FIELDS if data.get(k) not in (None, "")]
+    shown += [k for k in data if k not in (*shown, *_KEY_FIELDS, "logger")]
+    fields = [(k, _short(data[k])) for k in shown[:6] if data.get(k) not in (None, "")]
     extra = " ".join(f"{k}={v}" for k, v in data.items() if v not in (None, ""))
-    return {"ts": ts[11:23] if len(ts) > 19 else ts, "level": level, "msg": msg, "extra": extra}
+    return {
+        "ts": ts[11:23] if len(ts) > 19 else ts,
+        "date": ts[:10] if len(ts) > 19 else "",
+        "level": level,
+        "msg": msg,
+        "extra": extra,
+        "fields": fields,
+        "raw": raw,
+    }
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = text.splitlines()[0] if text else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 _BOLD_RE = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
@@ -179,9 +223,16 @@ async def current_ui_user(request: Request) -> UiUser:
             return UiUser(
                 id=int(me.data["id"]), username=me.data["username"], role=me.data["role"]
             )
+    # A session that ended elsewhere (a password change, sign-out on another device) leaves
+    # its cookie behind: forget it, so the sign-in form starts clean.
+    headers = {"Set-Cookie": f"{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=strict"}
+    if not token:
+        headers = {}
     if is_htmx(request):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, headers={"HX-Redirect": "/login"})
-    raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/login"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, headers={"HX-Redirect": "/login", **headers}
+        )
+    raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/login", **headers})
 
 
 UserDep = Annotated[UiUser, Depends(current_ui_user)]

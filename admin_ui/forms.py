@@ -25,6 +25,17 @@ class FormField:
     nullable: bool = False
     placeholder: str = ""
     rows: int = 4
+    #: (value, what the owner reads) for a select's options; the value is kept as a tooltip
+    option_labels: tuple[tuple[str, str], ...] = ()
+
+    def option_label(self, value: str) -> str:
+        """The plain-language name of a select option (a cloud provider by its id)."""
+        found = dict(self.option_labels).get(value)
+        if found:
+            return found
+        if value.startswith("cloud:"):
+            return f"Cloud AI provider “{value[len('cloud:') :]}”"
+        return value
 
 
 COMMON_SETTINGS = [
@@ -40,41 +51,86 @@ SECTIONS: dict[str, list[FormField]] = {
     "ai": [
         FormField(
             "llm_backend",
-            "LLM backend",
+            "How the bot answers",
             "select",
             options=("extractive", "vllm", "gemini", "local"),
-            help="extractive answers from the knowledge base, offline; cloud:{id} for a provider",
+            option_labels=(
+                ("extractive", "Answer from documents (offline)"),
+                ("vllm", "Your own AI server"),
+                ("gemini", "Google Gemini (cloud)"),
+                ("local", "Small built-in AI model (offline)"),
+            ),
+            help="“Answer from documents” needs no internet: it replies with sentences from "
+            "the bot's knowledge bases (link them in the Knowledge tab). The AI choices write "
+            "their own answers; cloud providers are added by an administrator.",
         ),
-        FormField("system_prompt", "System prompt", "textarea", rows=6),
-        FormField("persona", "Persona", "textarea", rows=3),
+        FormField(
+            "system_prompt",
+            "Instructions for the AI",
+            "textarea",
+            rows=6,
+            help="How the bot should behave, e.g. “Answer briefly and politely. Never promise "
+            "delivery dates.”",
+        ),
+        FormField(
+            "persona",
+            "Personality",
+            "textarea",
+            rows=3,
+            help="The bot's tone of voice, e.g. “friendly and informal”",
+        ),
         FormField(
             "llm_params",
-            "Parameters (JSON)",
+            "Answer style (advanced)",
             "json",
             rows=5,
-            help='temperature 0–2, max_tokens, top_p — e.g. {"temperature": 0.7}',
+            help="How creative the AI may be: temperature from 0 (precise) to 2 (playful); "
+            "max_tokens limits the length of an answer. Leave it as it is if unsure.",
         ),
         FormField(
-            "fallback_text", "Fallback text", "textarea", rows=2, help="Sent when the AI fails"
+            "fallback_text",
+            "When the AI cannot answer",
+            "textarea",
+            rows=2,
+            help="Sent when the AI fails or is unavailable",
         ),
     ],
     "tts": [
         FormField("tts_enabled", "Reply with a voice note too", "bool"),
-        FormField("tts_engine", "Engine", "select", options=("piper", "xtts", "openvoice")),
         FormField(
-            "tts_voice", "Voice",
-            help="Blank: the default voice; piper: a voice name in FLOTILLA_AI_PIPER_VOICES_DIR",
+            "tts_engine",
+            "Voice engine",
+            "select",
+            options=("piper", "xtts", "openvoice"),
+            option_labels=(
+                ("piper", "Piper (built in, offline)"),
+                ("xtts", "XTTS (voice server)"),
+                ("openvoice", "OpenVoice (voice server)"),
+            ),
+        ),
+        FormField(
+            "tts_voice",
+            "Voice",
+            help="Blank: the default voice. Otherwise the name of a voice installed on the "
+            "server (ask your administrator)",
         ),
     ],
     "access": [
         FormField(
             "allowed_phones",
-            "Allowed (one per line)",
+            "Only these customers may write (one per line)",
             "lines",
             rows=6,
-            help="Customer ids, phones in E.164. Empty: everyone may write",
+            help="Phone numbers with the country code, like +15551234567. Empty: everyone "
+            "may write",
         ),
-        FormField("blocked_phones", "Blocked (one per line)", "lines", rows=6),
+        FormField(
+            "blocked_phones",
+            "Never answer these customers (one per line)",
+            "lines",
+            rows=6,
+            help="The same kinds of customer ids as above",
+        ),
     ],
     "limits": [
         FormField(
@@ -99,7 +155,7 @@ SECTIONS: dict[str, list[FormField]] = {
             "json",
             nullable=True,
             rows=28,
-            help="Empty: the built-in default funnel (seed 004)",
+            help="Empty: the built-in default conversation flow",
         ),
     ],
 }
@@ -108,7 +164,7 @@ SECTIONS: dict[str, list[FormField]] = {
 TABS: list[tuple[str, str, bool]] = [
     ("settings", "Settings", True),
     ("ai", "AI", True),
-    ("tts", "TTS", True),
+    ("tts", "Voice", True),
     ("access", "Access", True),
     ("limits", "Rate limiting", True),
     ("funnel", "Funnel", True),

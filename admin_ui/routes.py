@@ -16,6 +16,7 @@ from fastapi import APIRouter
 
 from admin_ui.common import STATIC_DIR, templates
 from admin_ui.pages import (
+    account,
     auth,
     bots,
     conversations,
@@ -30,6 +31,6 @@ from admin_ui.pages import (
 __all__ = ["STATIC_DIR", "router", "templates"]
 
 router = APIRouter(include_in_schema=False)
-for _page in (auth, bots, setup, instances_tabs, conversations, fleet, users, knowledge):
+for _page in (auth, account, bots, setup, instances_tabs, conversations, fleet, users, knowledge):
     router.include_router(_page.router)
 router.include_router(desk.router)  # the handoff Desk (issue 13)

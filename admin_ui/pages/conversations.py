@@ -48,15 +48,28 @@ async def chat_tab(request: Request, api: AdminApi, bot: dict[str, Any]) -> dict
     scheme unless ``?to=`` names one) and where the replies poll starts."""
     kind, bot_id = bot["kind"], bot["id"]
     channel = channels_of(request).get(kind) or UiChannel(kind=kind, label=kind)
-    to = str(request.query_params.get("to") or "") or channel.test_customer()
+    chosen = str(request.query_params.get("to") or "").strip()
+    to = chosen or channel.test_customer()
     replies = await api.get(f"{_base(kind, bot_id)}/simulate/replies", params={"to": to})
     return {
         "to": to,
+        # a customer named in the URL (or a fresh one asked for) replaces the one the browser
+        # keeps for this bot (sessionStorage, see app.js); otherwise the kept one comes back
+        "to_chosen": bool(chosen) or "new" in request.query_params,
         "simulator": channel.simulator,
         "customer_id_scheme": channel.customer_id_scheme,
         "sim_error": "" if replies.ok else replies.message,
         "since": replies.data.get("last_seq", 0) if replies.ok else 0,
     }
+
+
+@router.get("/ui/bots/{kind}/{bot_id}/sim-state", response_class=HTMLResponse)
+async def sim_state(request: Request, user: UserDep, kind: str, bot_id: str) -> HTMLResponse:
+    """The test chat's notice of the bot's state (polled: it follows a start or a stop)."""
+    async with AdminApi(request) as api:
+        res = await api.get(f"{_base(kind, bot_id)}/status")
+    st = res.data if res.ok and isinstance(res.data, dict) else {"state": "stopped"}
+    return render(request, "_sim_state.html", st=st, bot={"kind": kind, "id": bot_id})
 
 
 @router.get("/ui/bots/{kind}/{bot_id}/chat-view", response_class=HTMLResponse)

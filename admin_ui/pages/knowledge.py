@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Path, Request, UploadFile, status
 from fastapi.responses import HTMLResponse
 
 from admin_ui.api_client import AdminApi, ApiResult
-from admin_ui.common import UserDep, render
+from admin_ui.common import UiUser, UserDep, channels_of, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -28,13 +29,39 @@ async def _kb_list(api: AdminApi) -> tuple[list[dict[str, Any]] | None, str]:
     return (list(data) if isinstance(data, list) else []), ""
 
 
+async def kb_links(request: Request, api: AdminApi) -> dict[str, list[str]]:
+    """Which bots (their names) each knowledge base is linked to, for the delete confirmation:
+    the API unlinks them when the base is deleted, so the owner is told first."""
+    kinds = [c.kind for c in channels_of(request).all]
+    found = await asyncio.gather(*(api.get(f"/admin/{quote(k)}/instances") for k in kinds))
+    links: dict[str, list[str]] = {}
+    for res in found:
+        rows = res.data if res.ok else None
+        if isinstance(rows, dict):
+            rows = rows.get("items")
+        for bot in rows if isinstance(rows, list) else []:
+            if not isinstance(bot, dict):
+                continue
+            for kb_id in bot.get("knowledge_base_ids") or []:
+                links.setdefault(str(kb_id), []).append(str(bot.get("name") or bot.get("id")))
+    return links
+
+
 @router.get("/knowledge", response_class=HTMLResponse)
 async def knowledge_page(request: Request, user: UserDep) -> HTMLResponse:
     """Knowledge bases: upload, build, status, test query."""
     async with AdminApi(request) as api:
         bases, error = await _kb_list(api)
+        links = await kb_links(request, api)
     return render(
-        request, "knowledge.html", user=user, bases=bases, kb_error=error, errors={}, notice=""
+        request,
+        "knowledge.html",
+        user=user,
+        bases=bases,
+        kb_error=error,
+        errors={},
+        notice="",
+        kb_links=links,
     )
 
 
@@ -46,6 +73,7 @@ async def knowledge_create(request: Request, user: UserDep) -> HTMLResponse:
     async with AdminApi(request) as api:
         res = await api.post("/admin/knowledge", json={"name": name})
         bases, error = await _kb_list(api)
+        links = await kb_links(request, api)
     errors = {} if res.ok else (res.field_errors or {"name": res.message})
     if res.status in (404, 405):
         errors, error = {}, KB_MISSING
@@ -57,6 +85,7 @@ async def knowledge_create(request: Request, user: UserDep) -> HTMLResponse:
         kb_error=error,
         errors=errors,
         notice=f"Created {name}." if res.ok else "",
+        kb_links=links,
     )
 
 
@@ -65,6 +94,7 @@ async def knowledge_status(request: Request, user: UserDep, kb_id: str) -> HTMLR
     """One base's status card."""
     async with AdminApi(request) as api:
         res = await api.get(f"/admin/knowledge/{quote(kb_id)}")
+        links = await kb_links(request, api)
     base = res.data if res.ok and isinstance(res.data, dict) else {"id": kb_id}
     return render(
         request,
@@ -74,6 +104,7 @@ async def knowledge_status(request: Request, user: UserDep, kb_id: str) -> HTMLR
         error="" if res.ok else res.message,
         notice="",
         results=None,
+        kb_links=links,
     )
 
 
@@ -85,9 +116,11 @@ async def knowledge_action(
     action: str,
     file: Annotated[UploadFile | None, File()] = None,
 ) -> HTMLResponse:
-    """Upload a document, build the index or run a test query."""
+    """Upload a document, build the index, run a test query or delete the base."""
     path = f"/admin/knowledge/{quote(kb_id)}"
     results = None
+    if action == "delete":
+        return await _delete_base(request, user, kb_id)
     async with AdminApi(request) as api:
         if action == "upload":
             if file is None or not file.filename:
@@ -113,6 +146,7 @@ async def knowledge_action(
         else:
             raise HTTPException(status.HTTP_404_NOT_FOUND)
         status_res = await api.get(path)
+        links = await kb_links(request, api)
     base = (
         status_res.data if status_res.ok and isinstance(status_res.data, dict) else {"id": kb_id}
     )
@@ -125,4 +159,73 @@ async def knowledge_action(
         error="" if res.ok else res.message,
         notice=notice if res.ok else "",
         results=results,
+        kb_links=links,
+    )
+
+
+async def _delete_base(request: Request, user: UiUser, kb_id: str) -> HTMLResponse:
+    """``DELETE /admin/knowledge/{kb_id}`` (the API unlinks the bots that used it); answers the
+    whole list, saying which bots lost the base."""
+    async with AdminApi(request) as api:
+        before = await api.get(f"/admin/knowledge/{quote(kb_id)}")
+        used_by = (await kb_links(request, api)).get(kb_id, [])
+        res = await api.call("DELETE", f"/admin/knowledge/{quote(kb_id)}")
+        bases, error = await _kb_list(api)
+        links = await kb_links(request, api)
+    name = before.data.get("name") if before.ok and isinstance(before.data, dict) else None
+    notice = ""
+    if res.ok:
+        notice = f"Deleted the knowledge base “{name or kb_id}”."
+        if used_by:
+            notice += f" It was removed from: {', '.join(used_by)}."
+    elif not error:
+        error = res.message
+    return render(
+        request,
+        "_kb_list.html",
+        user=user,
+        bases=bases,
+        kb_error=error,
+        errors={},
+        notice=notice,
+        kb_links=links,
+    )
+
+
+@router.post("/ui/knowledge/{kb_id}/documents/{doc_id}/delete", response_class=HTMLResponse)
+async def knowledge_delete_document(
+    request: Request,
+    user: UserDep,
+    kb_id: str,
+    doc_id: Annotated[str, Path(max_length=64)],
+) -> HTMLResponse:
+    """Remove one document from a base (``DELETE /admin/knowledge/{kb_id}/documents/{doc_id}``);
+    answers the base's card."""
+    path = f"/admin/knowledge/{quote(kb_id)}"
+    async with AdminApi(request) as api:
+        before = await api.get(path)
+        docs = before.data.get("documents") if before.ok and isinstance(before.data, dict) else []
+        filename = next(
+            (
+                str(d.get("filename") or d.get("name") or doc_id)
+                for d in docs or []
+                if isinstance(d, dict) and str(d.get("id")) == doc_id
+            ),
+            doc_id,
+        )
+        res = await api.call("DELETE", f"{path}/documents/{quote(doc_id, safe='')}")
+        status_res = await api.get(path)
+        links = await kb_links(request, api)
+    base = (
+        status_res.data if status_res.ok and isinstance(status_res.data, dict) else {"id": kb_id}
+    )
+    return render(
+        request,
+        "_kb_card.html",
+        user=user,
+        base=base,
+        error="" if res.ok else res.message,
+        notice=f"Removed {filename}." if res.ok else "",
+        results=None,
+        kb_links=links,
     )

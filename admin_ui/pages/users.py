@@ -70,19 +70,32 @@ async def update_user(request: Request, user: UserDep, user_id: int) -> HTMLResp
         body["role"] = str(form.get("role"))
     if form.get("active") in ("true", "false"):
         body["active"] = form.get("active") == "true"
+    if "password" in form:
+        body["password"] = str(form.get("password") or "")
+        if not body["password"]:
+            return await _users_page(
+                request, user, template=FRAGMENT, row_errors={user_id: "Type a new password."}
+            )
     async with AdminApi(request) as api:
         res = await api.call("PATCH", f"/admin/users/{user_id}", json=body)
     if res.ok and isinstance(res.data, dict):
-        changed = (
-            f"role {res.data['role']}"
-            if "role" in body
-            else ("enabled" if res.data["active"] else "disabled")
-        )
+        if "password" in body:
+            changed = "new password set; they are signed out everywhere"
+        elif "role" in body:
+            changed = f"role {res.data['role']}"
+        else:
+            changed = "enabled" if res.data["active"] else "disabled"
         notice = f"{res.data['username']}: {changed}."
         return await _users_page(request, user, template=FRAGMENT, notice=notice)
     return await _users_page(
         request,
         user,
         template=FRAGMENT,
-        row_errors={user_id: res.message or "; ".join(res.field_errors.values())},
+        row_errors={user_id: _sentence(res.message or "; ".join(res.field_errors.values()))},
     )
+
+
+def _sentence(text: str) -> str:
+    """An API message as a sentence (``"password is…"`` → ``"Password is…"``)."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] if text else text

@@ -65,7 +65,35 @@
     items.forEach(function (i) { box.appendChild(i); });
   }
 
+  // The test chat keeps its customer per bot while the browser tab lives (sessionStorage):
+  // the Test chat tab link carries it, and a chat opened without one gets it back.
+  function simKey(bot) { return "flotilla-sim-to:" + bot; }
+  function keepSimCustomer() {
+    var store;
+    try { store = window.sessionStorage; } catch (e) { return; }
+    if (!store) return;
+    var phone = document.querySelector("[data-sim-bot]");
+    if (phone) {
+      var key = simKey(phone.dataset.simBot);
+      var kept = store.getItem(key);
+      if (!phone.dataset.simChosen && kept && kept !== phone.dataset.simTo) {
+        var url = new URL(window.location.href);
+        url.searchParams.set("to", kept);
+        window.location.replace(url.toString());
+        return;
+      }
+      store.setItem(key, phone.dataset.simTo);
+    }
+    document.querySelectorAll("a[data-tab=chat]").forEach(function (a) {
+      var m = a.getAttribute("href").match(/^\/bots\/([^/]+)\/([^/?]+)\/chat/);
+      if (!m) return;
+      var kept = store.getItem(simKey(m[1] + "/" + decodeURIComponent(m[2])));
+      if (kept) a.setAttribute("href", m[0] + "?to=" + encodeURIComponent(kept));
+    });
+  }
+
   function afterSwap() {
+    keepSimCustomer();
     document.querySelectorAll(".log, .messages").forEach(function (el) { stickToBottom(el, false); });
     var box = document.getElementById("sim-msgs");
     if (box) { sortThread(box); stickToBottom(box.closest(".thread"), true); }
@@ -83,6 +111,8 @@
     if (!el || !el.dataset || !el.dataset.pollWhile) return;
     var box = document.getElementById(el.dataset.pollWhile);
     if (!box || !box.checked) ev.preventDefault();
+    // A log line opened to read its raw JSON stays open: the tail waits until it is closed.
+    else if (el.querySelector && el.querySelector("details[open]")) ev.preventDefault();
   });
 
   // A form with data-clear-on-success="field" empties that field once its request succeeded.

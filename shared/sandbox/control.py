@@ -244,10 +244,20 @@ async def clear_webhooks(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "removed": removed})
 
 
+async def get_media(request: web.Request) -> web.Response:
+    """The bytes of a kept media object (a Graph upload or a Telegram ``sendVoice`` file), by
+    its id: what the admin UI's test chat plays."""
+    item = request.app[STATE_KEY].media.get(request.match_info["media_id"])
+    if item is None:
+        return web.json_response({"error": "no such media"}, status=404)
+    return web.Response(body=item.data, content_type=item.mime_type or "application/octet-stream")
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the control API under ``/_sandbox``."""
     router = app.router
     router.add_get(PREFIX + "/health", health)
+    router.add_get(PREFIX + "/media/{media_id}", get_media)
     router.add_get(PREFIX + "/requests", list_requests)
     router.add_delete(PREFIX + "/requests", reset_requests)
     router.add_get(PREFIX + "/messages", list_messages)

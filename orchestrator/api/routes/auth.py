@@ -16,8 +16,13 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from orchestrator import crud
 from orchestrator.api.deps import CurrentUser, SessionDep, SettingsDep
-from orchestrator.schemas import Token, UserPublic
-from orchestrator.security import burn_password_check, create_access_token, verify_password
+from orchestrator.schemas import PasswordChange, Token, UserPublic
+from orchestrator.security import (
+    burn_password_check,
+    create_access_token,
+    hash_password,
+    verify_password,
+)
 from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -188,6 +193,67 @@ def logout(user: CurrentUser, session: SessionDep) -> Response:
     session.add(user)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/password", response_model=Token)
+def change_password(
+    request: Request,
+    body: PasswordChange,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: Annotated[LoginLimiter, Depends(_limiter)],
+) -> Token:
+    """Change your own password (any role, guests too): the current password, then a new one
+    the password policy accepts (422 with the reason, as for a new user). A wrong current
+    password is a 403 and counts as a failed sign-in (the same throttling: 429 with
+    ``Retry-After``). On success every token of the user stops working (other sessions end)
+    and the answer is a fresh token for this caller."""
+    client = request.client.host if request.client else "unknown"
+    username = user.username.lower()
+    wait = limiter.wait(username, client)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many wrong passwords; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    if not verify_password(body.current_password, user.password_hash):
+        limiter.fail(username, client)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the current password is not right")
+    limiter.succeed(username, client)
+    if body.new_password == body.current_password:
+        raise crud.FieldError(
+            ["body", "new_password"], "the new password must differ from the current one"
+        )
+    crud.check_password(
+        body.new_password,
+        policy=settings.password_policy(),
+        username=user.username,
+        loc="new_password",
+    )
+    user.password_hash = hash_password(body.new_password)
+    crud.revoke_tokens(user)
+    session.add(user)
+    crud.audit(
+        session=session,
+        actor=user,
+        action="user.password",
+        object_type="user",
+        object_id=str(user.id),
+        detail={"password": "changed"},
+    )
+    session.refresh(user)
+    token, expires_in = create_access_token(
+        settings.resolved_secret_key(),
+        user_uid=user.uid,
+        role=user.role,
+        version=user.token_version,
+        minutes=settings.access_token_minutes,
+    )
+    logger.info("password changed", extra={"user_id": user.id})
+    return Token(access_token=token, expires_in=expires_in)
 
 
 @router.get("/me", response_model=UserPublic)

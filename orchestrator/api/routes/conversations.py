@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -416,6 +416,96 @@ async def simulate_replies(
     messages = [render_sandbox_message(instance.kind, m) for m in found]
     last = max([since, *(m["seq"] for m in messages)])
     return {"provider": provider, "to": to, "since": since, "last_seq": last, "messages": messages}
+
+
+#: The largest sandbox media object the test chat plays (a voice note is tens of kB).
+MAX_MEDIA_BYTES = 16 * 1024 * 1024
+#: Media types served as themselves; anything else is a download (``octet-stream``).
+SAFE_MEDIA_TYPES = frozenset(
+    {
+        "audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr", "audio/wav",
+        "audio/webm", "audio/x-wav", "image/jpeg", "image/png", "image/webp", "video/mp4",
+    }
+)  # fmt: skip
+
+
+def _too_large() -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        f"the media is larger than the {MAX_MEDIA_BYTES} byte limit",
+    )
+
+
+async def _sandbox_media(request: Request, base: str, media_id: str) -> tuple[bytes, str]:
+    """A kept media object's bytes and type, from the in-process sandbox or over HTTP
+    (``/_sandbox/media/{id}``, read up to :data:`MAX_MEDIA_BYTES`)."""
+    local = getattr(request.app.state, "sandbox", None)
+    if local is not None and str(local.url).rstrip("/") == base.rstrip("/").replace(
+        "localhost", "127.0.0.1"
+    ):
+        item = local.state.media.get(media_id)
+        if item is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "the sandbox no longer keeps it")
+        if len(item.data) > MAX_MEDIA_BYTES:
+            raise _too_large()
+        return bytes(item.data), str(item.mime_type or "")
+    try:
+        async with (
+            httpx.AsyncClient(timeout=10.0) as client,
+            client.stream("GET", f"{base}/_sandbox/media/{media_id}") as res,
+        ):
+            if res.status_code == 404:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "the sandbox no longer keeps it")
+            res.raise_for_status()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in res.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_MEDIA_BYTES:
+                    raise _too_large()
+                chunks.append(chunk)
+            return b"".join(chunks), res.headers.get("content-type", "")
+    except httpx.HTTPError as exc:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, f"the sandbox providers at {base} do not answer"
+        ) from exc
+
+
+@router.get(f"{KEY_PATH}/simulate/media/{{media_id}}", response_model=None)
+async def simulate_media(
+    request: Request,
+    instance: VisibleInstance,
+    box: BoxDep,
+    media_id: Annotated[str, PathParam(max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")],
+    to: Annotated[str, Query(min_length=1, max_length=128)],
+) -> Response:
+    """Test chat: the bytes of a voice note (or other media) the bot sent to the test
+    customer ``to``, for the admin UI's player. Only media of a message this bot's test chat
+    shows (the same sandbox log as ``simulate/replies``), at most 16 MiB; an audio or image
+    type is served as itself, anything else as a download."""
+    base = _sandbox_base(request, instance, box)
+    provider = sandbox_preview(instance.kind).provider
+    found = await sandbox_messages(
+        request, base, provider, sandbox_address(instance.kind, to), 0, 0.0
+    )
+    shown = {
+        str((render_sandbox_message(instance.kind, m).get("media") or {}).get("id"))
+        for m in found
+    }
+    if media_id not in shown:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such media in this test chat")
+    data, mime = await _sandbox_media(request, base, media_id)
+    mime = mime.split(";")[0].strip().lower()
+    safe = mime in SAFE_MEDIA_TYPES
+    return Response(
+        content=data,
+        media_type=mime if safe else "application/octet-stream",
+        headers={
+            "Content-Disposition": "inline" if safe else "attachment",
+            "Cache-Control": "private, max-age=300",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @router.get("/admin/conversations/stats")
