@@ -316,9 +316,15 @@
       }
       box.hidden = false;
       this.setStatus("Not valid yet", "bad");
+      if (!this.sim.querySelector(".fe-sim-stale")) {
+        this.sim.insertBefore(el("div", { className: "sys error fe-sim-stale", "data-testid": "fe-sim-stale",
+          text: "The preview shows the last valid version: fix the problems to update it." }), this.sim.firstChild);
+      }
     } else {
       box.hidden = true;
       this.setStatus("Valid", "good");
+      var stale = this.sim.querySelector(".fe-sim-stale");
+      if (stale) stale.remove();
     }
   };
 

@@ -6,6 +6,7 @@ round-trips; guests see the funnel read-only but can still preview it."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -101,6 +102,7 @@ def test_an_invalid_edit_is_explained_and_not_saved(
     error = page.locator('[data-error-for="texts.welcome"]')
     expect(error).to_have_text("must not be empty")
     expect(page.get_by_test_id("fe-problems")).to_contain_text("1 problem to fix before saving")
+    expect(page.get_by_test_id("fe-sim-stale")).to_be_visible()
     page.get_by_label("Button 2 title", exact=True).fill("")
     expect(page.locator('[data-error-for="welcome.1.title"]')).to_have_text("must not be empty")
     shot(page, "funnel-editor-invalid")
@@ -113,6 +115,10 @@ def test_an_invalid_edit_is_explained_and_not_saved(
     page.get_by_label("Welcome message").fill("Hello, {name}!")
     page.get_by_label("Button 2 title", exact=True).fill("FAQ")
     expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
+    expect(page.get_by_test_id("fe-sim-stale")).to_have_count(0)
+    expect(page.get_by_test_id("fe-sim").get_by_test_id("fe-bot-reply").first).to_have_text(
+        re.compile(r"^Hello, there!")
+    )
     page.get_by_test_id("fe-add-button").click()
     page.get_by_label("Button 4 action", exact=True).select_option("faq:price")
     expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
