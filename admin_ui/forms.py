@@ -169,6 +169,7 @@ TABS: list[tuple[str, str, bool]] = [
     ("limits", "Rate limiting", True),
     ("funnel", "Funnel", True),
     ("knowledge", "Knowledge", True),
+    ("followups", "Follow-ups", False),
     ("logs", "Logs", False),
     ("conversations", "Conversations", False),
     ("chat", "Test chat", False),

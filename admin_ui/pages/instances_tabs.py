@@ -15,6 +15,7 @@ from admin_ui.api_client import AdminApi
 from admin_ui.common import UiUser, UserDep, channels_of, fleet, log_line, render
 from admin_ui.forms import TAB_NAMES, display_value, fields_for, parse_form
 from admin_ui.pages.conversations import chat_tab, conversations_tab
+from admin_ui.pages.followups import followups_tab
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,6 +69,8 @@ async def _tab_context(
         ctx.update(await conversations_tab(request, api, bot))
     elif tab == "chat":
         ctx.update(await chat_tab(request, api, bot))
+    elif tab == "followups":
+        ctx.update(followups_tab(bot))
     return ctx
 
 
@@ -163,19 +166,40 @@ async def save_tab(
 
 
 async def _funnel_document(api: AdminApi, bot: dict[str, Any]) -> dict[str, Any]:
-    """The document the funnel editor starts from: the bot's own funnel, else the built-in one
-    (``GET /admin/funnels/default``)."""
+    """What the funnel editor starts from: the bot's own funnel, else the built-in one
+    (``GET /admin/funnels/default``); the templates it may start again from
+    (``GET /admin/templates``) and the business values that fill them."""
+    business = bot.get("business") if isinstance(bot.get("business"), dict) else None
+    ctx: dict[str, Any] = {
+        "funnel_templates": await _templates(api, (business or {}).get("language") or "en"),
+        "funnel_business": business or {"name": str(bot.get("name") or "")[:80]},
+        "funnel_template_id": bot.get("template") or "",
+        "funnel_error": "",
+    }
     own = bot.get("funnel")
     if isinstance(own, dict):
-        return {"funnel_doc": own, "funnel_is_default": False, "funnel_error": ""}
+        return {**ctx, "funnel_doc": own, "funnel_is_default": False}
     res = await api.get("/admin/funnels/default")
     if res.ok and isinstance(res.data, dict):
-        return {"funnel_doc": res.data, "funnel_is_default": True, "funnel_error": ""}
+        return {**ctx, "funnel_doc": res.data, "funnel_is_default": True}
     return {
+        **ctx,
         "funnel_doc": {},
         "funnel_is_default": True,
         "funnel_error": f"The built-in funnel could not be loaded: {res.message}",
     }
+
+
+async def _templates(api: AdminApi, language: str) -> list[dict[str, str]]:
+    """``[{id, title}]`` of the funnel templates; empty when that API is not there."""
+    res = await api.get("/admin/templates", params={"language": language})
+    if not res.ok or not isinstance(res.data, list):
+        return []
+    return [
+        {"id": str(t["id"]), "title": str(t.get("title") or t["id"])}
+        for t in res.data
+        if isinstance(t, dict) and t.get("id")
+    ]
 
 
 async def _cloud_providers(api: AdminApi) -> list[str]:
