@@ -129,11 +129,11 @@ async def knowledge_action(
                 # Streamed from the spooled upload (on disk past 1 MiB), not read into memory;
                 # the body-limit middleware checked the writer's token before it was received.
                 res = await api.post(
-                    f"{path}/documents",
+                    f"{path}/documents?wait=false",  # answers at once; the card shows progress
                     files={"file": (file.filename, file.file, file.content_type or "")},
                 )
         elif action == "build":
-            res = await api.post(f"{path}/build")
+            res = await api.post(f"{path}/build?wait=false")
         elif action == "search":
             form = await request.form()
             query = str(form.get("query") or "").strip()
@@ -150,7 +150,11 @@ async def knowledge_action(
     base = (
         status_res.data if status_res.ok and isinstance(status_res.data, dict) else {"id": kb_id}
     )
-    notice = {"upload": "Uploaded.", "build": "Build started.", "search": ""}[action]
+    notice = {
+        "upload": "Uploaded; the index is being built.",
+        "build": "Build started.",
+        "search": "",
+    }[action]
     return render(
         request,
         "_kb_card.html",
@@ -228,4 +232,23 @@ async def knowledge_delete_document(
         notice=f"Removed {filename}." if res.ok else "",
         results=None,
         kb_links=links,
+    )
+
+
+@router.get("/ui/knowledge/{kb_id}/progress", response_class=HTMLResponse)
+async def knowledge_progress(request: Request, user: UserDep, kb_id: str) -> HTMLResponse:
+    """A base's build progress, polled every second while it builds; once the build is over
+    the answer has the whole card reloaded once (fresh counts and documents), which stops the
+    polling."""
+    async with AdminApi(request) as api:
+        res = await api.get(f"/admin/knowledge/{quote(kb_id)}")
+    base = res.data if res.ok and isinstance(res.data, dict) else {"id": kb_id}
+    build = base.get("build")
+    return render(
+        request,
+        "_kb_progress.html",
+        user=user,
+        base=base,
+        progress_error="" if res.ok else res.message,
+        refresh_card=not (isinstance(build, dict) and build.get("building")),
     )

@@ -147,7 +147,7 @@ def test_progress_while_a_background_upload_builds(
         build = status["build"]
         assert status["building"] is True
         assert build["phase"] == "embedding"
-        assert build["label"] == "Embedding passages"
+        assert build["label"] == "Indexing passages"
         assert build["done"] == done  # exactly the batches embedded so far
         assert build["total"] >= 10
         assert build["document"] == "bikes.txt"

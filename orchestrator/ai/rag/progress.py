@@ -31,9 +31,9 @@ PHASE_LABELS = {
     "idle": "No build yet",
     "queued": "Waiting for the previous build to finish",
     "reading": "Reading documents",
-    "waiting_for_model": "Waiting for the embedding model to load (first start)",
-    "embedding": "Embedding passages",
-    "writing": "Writing the index",
+    "waiting_for_model": "Waiting for the search model to load (first start)",
+    "embedding": "Indexing passages",
+    "writing": "Saving the index",
     "ready": "Ready",
     "failed": "Build failed",
 }
