@@ -155,6 +155,7 @@
       if (b.dataset.feMode) { self.setMode(b.dataset.feMode); return; }
       if (b.hasAttribute("data-fe-save")) { self.save(); return; }
       if (b.hasAttribute("data-fe-load-default")) { self.loadDefault(); return; }
+      if (b.hasAttribute("data-fe-load-template")) { self.loadTemplate(); return; }
       if (b.hasAttribute("data-fe-sim-send")) { self.typed(); return; }
       if (b.hasAttribute("data-fe-sim-restart")) { self.restart(); self.runPreview(); return; }
       if (b.dataset.simPayload) {
@@ -679,17 +680,35 @@
     });
   };
 
+  Editor.prototype.replaceDoc = function (doc, what) {
+    this.doc = doc;
+    this.jsonArea.value = JSON.stringify(this.doc, null, 2);
+    this.jsonBroken = "";
+    this.restart();
+    if (this.mode === "form") this.renderForm();
+    this.changed(true);
+    this.saveMsg(what + " is loaded into the editor. Save to use it.", true, "fe-loaded");
+  };
+
   Editor.prototype.loadDefault = function () {
     var self = this;
     api("GET", "/admin/funnels/default").then(function (res) {
       if (!res.ok || !isObj(res.data)) { self.saveMsg("The built-in funnel could not be loaded: " + detailMessage(res), false, "fe-load-failed"); return; }
-      self.doc = res.data;
-      self.jsonArea.value = JSON.stringify(self.doc, null, 2);
-      self.jsonBroken = "";
-      self.restart();
-      if (self.mode === "form") self.renderForm();
-      self.changed(true);
-      self.saveMsg("The built-in funnel is loaded. Save to use it.", true, "fe-loaded");
+      self.replaceDoc(res.data, "The built-in funnel");
+    });
+  };
+
+  // A template filled with the bot's business values (POST /admin/templates/{id}/preview).
+  Editor.prototype.loadTemplate = function () {
+    var self = this;
+    var select = this.root.querySelector("[data-fe-template]");
+    var raw = this.root.querySelector("#funnel-business");
+    var business = {};
+    try { business = JSON.parse(raw ? raw.textContent : "{}") || {}; } catch (e) { business = {}; }
+    var title = select.options[select.selectedIndex] ? select.options[select.selectedIndex].text : select.value;
+    api("POST", "/admin/templates/" + encodeURIComponent(select.value) + "/preview", { business: business }).then(function (res) {
+      if (!res.ok || !res.data || !isObj(res.data.funnel)) { self.saveMsg("The template could not be loaded: " + detailMessage(res), false, "fe-load-failed"); return; }
+      self.replaceDoc(res.data.funnel, "The template “" + title + "”");
     });
   };
 

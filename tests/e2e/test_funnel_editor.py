@@ -217,3 +217,57 @@ def test_a_new_bot_edits_its_template_screens(new_page: Any, orch: OrchestratorP
     expect(page.get_by_test_id("saved")).to_be_visible()
     stored = _stored_funnel(orch, bot_id)
     assert stored["screens"][screen]["text"] == "Ask about bread, cakes or *opening hours*."
+
+    # start again from another template, filled with the bot's business values (not saved)
+    page.get_by_test_id("fe-template").select_option("sales")
+    page.get_by_test_id("fe-load-template").click()
+    expect(page.get_by_test_id("fe-loaded")).to_be_visible()
+    expect(page.get_by_label("Button 1 title", exact=True)).to_have_value(
+        default_funnel().welcome[0].title
+    )
+    page.get_by_test_id("fe-template").select_option("documents")
+    page.get_by_test_id("fe-load-template").click()
+    expect(page.get_by_label("Welcome message")).to_have_value(re.compile("Corner Bakery"))
+    expect(page.get_by_label(f"Screen {screen} text")).not_to_have_value(
+        "Ask about bread, cakes or *opening hours*."
+    )
+    assert _stored_funnel(orch, bot_id) == stored
+
+
+def test_add_an_faq_and_ask_it_in_the_preview_on_a_phone_screen(
+    new_page: Any, orch: OrchestratorProcess
+) -> None:
+    res = orch.api("POST", "/admin/whatsapp/instances", json={"name": "Harbour Florist"})
+    assert res.status_code == 201, res.text
+    bot_id = str(res.json()["id"])
+    assert _stored_funnel(orch, bot_id)["faq"] is None  # the documents template has none
+    page = new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot_id}/funnel")
+    page.get_by_role("button", name="+ Add an FAQ").click()
+    page.locator('[data-path=\'["faq","sections",0,"items",0,"answer"]\']').fill(
+        "We are open 8:00–19:00, Sunday closed."
+    )
+    page.get_by_role("button", name="+ Add a question").click()
+    new_item = page.locator('[data-loc="faq.sections.0.items.1"]')
+    expect(new_item).to_be_visible()
+    new_item.locator("[data-path$='\"title\"]']").fill("Delivery")
+    new_item.locator("[data-path$='\"question\"]']").fill("Do you deliver?")
+    new_item.locator("[data-path$='\"answer\"]']").fill("Yes, within the city the same day.")
+    new_item.locator("[data-path$='\"keywords\"]']").fill("deliver, delivery, courier")
+    expect(page.get_by_test_id("fe-status")).to_have_text("Valid")
+    page.locator("[data-fe-sim-input]").fill("do you deliver")
+    page.locator("[data-fe-sim-send]").click()
+    sim = page.get_by_test_id("fe-sim")
+    expect(sim.get_by_test_id("fe-customer-msg").last).to_have_text("do you deliver")
+    expect(sim.get_by_test_id("fe-bot-reply").last).to_contain_text("Yes, within the city")
+    # the page fits a phone screen: nothing wider than the viewport
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, width
+    shot(page, "funnel-editor-phone")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    items = _stored_funnel(orch, bot_id)["faq"]["sections"][0]["items"]
+    assert items[1]["keywords"] == ["deliver", "delivery", "courier"]
+    assert items[0]["answer"] == "We are open 8:00–19:00, Sunday closed."
