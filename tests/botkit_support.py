@@ -42,6 +42,7 @@ class FakeOrchestrator:
     request_ids: list[str | None] = field(default_factory=list)
     llm_answer: str | None = None
     llm_escalate: bool = False  # the backend's "a person should answer"
+    llm_reason: str = ""  # why it escalates ("ask_for_person": the model recognised a request)
     llm_status: int = 404
     llm_warming: int = 0  # answer this many replies 503 + Retry-After (models loading)
     config_failures: int = 0
@@ -88,6 +89,7 @@ class FakeOrchestrator:
                     "sources": [],
                     "usage": {},
                     "escalate": self.llm_escalate,
+                    "reason": self.llm_reason,
                 }
             )
 

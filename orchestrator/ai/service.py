@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from orchestrator.ai.config import AISettings, ProviderConfig
 from orchestrator.ai.grounding import check_grounding, retrieval_query
+from orchestrator.ai.intent import PersonRequestDetector
 from orchestrator.ai.llm.base import ChatMessage, LLMBackend, LLMError, LLMParams, Usage
 from orchestrator.ai.llm.extractive import ExtractiveBackend, search_hint
 from orchestrator.ai.llm.local import LocalLlamaBackend
@@ -43,6 +45,8 @@ class ReplyResult(TypedDict):
     escalate: bool
     backend: str
     model: str
+    #: why it escalates, when it is not the answer's confidence: ``ask_for_person``.
+    reason: NotRequired[str]
 
 
 def build_system_prompt(bot_config: Mapping[str, Any], passages: Sequence[SearchResult]) -> str:
@@ -111,6 +115,8 @@ class AIService:
         self.providers = providers
         self.usage = usage or UsageRecorder()
         self.embedder = embedder or shared_embedder(settings.embedding_model_path)
+        #: Requests for a person the bots' phrase list missed (only with the model loaded).
+        self.person_requests = PersonRequestDetector(self.embedder)
         self.kb = kb or KnowledgeBaseStore(
             settings.kb_dir,
             self.embedder,
@@ -235,6 +241,20 @@ class AIService:
             LLMError: the backend failed for good; the bot should send ``fallback_text``.
         """
         backend_name = str(bot_config.get("llm_backend") or self.settings.default_llm_backend)
+        if self.person_requests.available and text.strip():
+            score = await asyncio.to_thread(self.person_requests.score, text)
+            if score >= self.person_requests.threshold:
+                # A request for a person (human handoff, issue 13): no answer to generate.
+                return ReplyResult(
+                    text=self.settings.escalation_text,
+                    confidence=0.0,
+                    sources=[],
+                    usage={},
+                    escalate=True,
+                    backend="intent",
+                    model=self.embedder.model_name,
+                    reason="ask_for_person",
+                )
         kb_ids = list(bot_config.get("knowledge_base_ids") or [])
         history = list(history)
         last = history[-1] if history else {}

@@ -121,6 +121,7 @@ async def llm_reply(
         "sources": result["sources"],
         "usage": result["usage"],
         "escalate": result["escalate"],
+        "reason": result.get("reason", ""),
     }
 
 

@@ -312,20 +312,20 @@ class InboxWorker:
 
         replies = list(decision.replies)
         if decision.needs_llm:
-            text, escalate = await self.llm_answer(
+            text, escalate, why = await self.llm_answer(
                 customer.user_id,
                 decision.text,
                 received_at=row.received_at,
                 address=CustomerRef(customer.identities).address(),
             )
             handoff = settings_of(ctx.config)
-            if escalate and decision.handoff is None and handoff.on("llm_escalate"):
-                # The LLM (extractive: low retrieval confidence) says a person should answer:
-                # a handover opens and the customer gets the one acknowledgement instead.
-                decision.handoff = HandoffChange(
-                    "open", reason="llm_escalate", question=decision.text
-                )
-                event = RouteEvent("handover_requested", {"reason": "llm_escalate"})
+            # The LLM says a person should answer (extractive: low retrieval confidence), or
+            # the orchestrator's embedding model recognised a request for a person: a handover
+            # opens and the customer gets the one acknowledgement instead.
+            reason = "ask_for_person" if why == "ask_for_person" else "llm_escalate"
+            if escalate and decision.handoff is None and handoff.on(reason):
+                decision.handoff = HandoffChange("open", reason=reason, question=decision.text)
+                event = RouteEvent("handover_requested", {"reason": reason})
                 decision.events.append(event)
                 text = ack_text(handoff, now)
             replies.append(TextReply(text))
@@ -420,7 +420,9 @@ class InboxWorker:
         address: str | None = None,
     ) -> str:
         """The LLM's answer text (see :meth:`llm_answer`)."""
-        text, _ = await self.llm_answer(user, text, received_at=received_at, address=address)
+        text, _, _ = await self.llm_answer(
+            user, text, received_at=received_at, address=address
+        )
         return text
 
     async def llm_answer(
@@ -430,11 +432,13 @@ class InboxWorker:
         *,
         received_at: datetime | None = None,
         address: str | None = None,
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, bool, str]:
         """Ask the orchestrator's LLM; fall back to the configured text when it has no answer.
 
         Returns:
-            ``(text, escalate)``: ``escalate`` is the backend's "a person should answer".
+            ``(text, escalate, reason)``: ``escalate`` is the backend's "a person should
+            answer"; ``reason`` is ``ask_for_person`` when the orchestrator recognised a
+            request for a person, else empty.
 
         Raises:
             OrchestratorUnavailable: the orchestrator cannot be reached and the message is
@@ -444,7 +448,7 @@ class InboxWorker:
         """
         client = self.ctx.client
         if client is None or not text.strip():
-            return self.ctx.fallback_text, False
+            return self.ctx.fallback_text, False, ""
         user_id = user.id if isinstance(user, User) else user
         history = self.ctx.store.history(user_id, limit=HISTORY_LIMIT) if user_id else []
         if address is None:
@@ -457,10 +461,10 @@ class InboxWorker:
             if age < wait_s:
                 raise
             logger.warning("orchestrator unreachable for too long; fallback text sent")
-            return self.ctx.fallback_text, False
+            return self.ctx.fallback_text, False, ""
         if answer is None:
-            return self.ctx.fallback_text, False
-        return str(answer["text"]), bool(answer.get("escalate"))
+            return self.ctx.fallback_text, False, ""
+        return str(answer["text"]), bool(answer.get("escalate")), str(answer.get("reason") or "")
 
     async def transcribe(self, message: InboundMessage) -> str | None:
         """Speech-to-text for a message's voice note (see :meth:`transcribe_media`)."""

@@ -362,3 +362,18 @@ async def test_an_echo_from_the_business_phone_pauses_the_bot(
     headers = {"X-Hub-Signature-256": sign(raw, APP_SECRET), "Content-Type": "application/json"}
     assert (await client.post("/webhook", data=raw, headers=headers)).status == 200
     assert len(ho.list_handovers(h.ctx.store)) == 1
+
+
+async def test_a_request_the_orchestrator_recognised_is_an_ask_for_person(h: Harness) -> None:
+    """The phrase list misses it; the orchestrator's embedding model does not."""
+    h.orch.llm_answer = "A colleague will get back to you shortly."
+    h.orch.llm_escalate = True
+    h.orch.llm_reason = "ask_for_person"
+    await say(h, "Is there somebody real I could chat with?")
+    assert only_handover(h).reason == "ask_for_person"
+    assert await texts(h) == [DEFAULT_ACK_TEXT]
+    # With that trigger off (LLM escalation still on) it is not a handover.
+    h.ctx.apply_config({**h.ctx.config, "handoff": {"triggers": {"ask_for_person": False}}})
+    await say(h, "Is there somebody real I could chat with?", phone="+15550100002")
+    assert len(ho.list_handovers(h.ctx.store)) == 1
+    assert await texts(h, "15550100002") == ["A colleague will get back to you shortly."]
