@@ -40,7 +40,7 @@ from shared.botkit.quiet import (
 )
 from shared.botkit.scheduler import JobKind, Outcome
 from shared.channels.base import TextReply
-from shared.store import User
+from shared.store import User, handovers
 from shared.store.jobs import Job
 
 if TYPE_CHECKING:
@@ -140,16 +140,11 @@ PROACTIVE_GUARDS: list[Callable[[BotContext, User], str | None]] = []
 
 
 def _human_owns(ctx: BotContext, user: User) -> str | None:
-    """A person has (or is about to take) the conversation: the bot stays silent."""
-    try:
-        row = ctx.store.conn.execute(
-            "SELECT ownership FROM users WHERE id = ?", (user.id,)
-        ).fetchone()
-    except Exception:  # noqa: BLE001 - a database without the handoff columns
+    """A person has (or is about to take) the conversation: the bot stays silent
+    (:func:`shared.store.handovers.proactive_allowed`)."""
+    if handovers.proactive_allowed(ctx.store, user.id):
         return None
-    if row is not None and row[0] in ("human", "pending"):
-        return f"conversation owned by a human ({row[0]})"
-    return None
+    return f"conversation owned by a human ({handovers.ownership(ctx.store, user.id)})"
 
 
 def may_send_proactive(ctx: BotContext, user: User) -> tuple[bool, str | None]:

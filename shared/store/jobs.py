@@ -139,6 +139,10 @@ class JobStore:
             """See :meth:`shared.store.BotStore.transaction`."""
             raise NotImplementedError
 
+        def outbox_id_for_request(self, request_id: str) -> int | None:
+            """See :meth:`shared.store.outbox.OutboxStore.outbox_id_for_request`."""
+            raise NotImplementedError
+
     # -- jobs -------------------------------------------------------------------------------
 
     def job_add(
@@ -160,8 +164,15 @@ class JobStore:
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO jobs (kind, due_at, payload, dedupe_key, user_id, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, iso(due_at), json.dumps(payload or {}, ensure_ascii=False), dedupe_key,
-             user_id, stamp, stamp),
+            (
+                kind,
+                iso(due_at),
+                json.dumps(payload or {}, ensure_ascii=False),
+                dedupe_key,
+                user_id,
+                stamp,
+                stamp,
+            ),
         )
         return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None
 
@@ -200,9 +211,7 @@ class JobStore:
 
     def job_next_due(self) -> datetime | None:
         """Return the earliest due time among pending jobs."""
-        row = self.conn.execute(
-            "SELECT MIN(due_at) FROM jobs WHERE status = 'pending'"
-        ).fetchone()
+        row = self.conn.execute("SELECT MIN(due_at) FROM jobs WHERE status = 'pending'").fetchone()
         return parse_iso(row[0]) if row else None
 
     def job_claim(self, job_id: int, *, now: datetime | None = None) -> bool:
@@ -291,17 +300,23 @@ class JobStore:
             ).fetchall()
             for row in rows:
                 job = _job(row)
-                sent = self.conn.execute(
-                    "SELECT id FROM outbox WHERE request_id = ? ORDER BY id LIMIT 1",
-                    (job_request_id(job.id),),
-                ).fetchone()
+                sent = self.outbox_id_for_request(job_request_id(job.id))
                 if sent is not None:
-                    self.job_finish(job.id, "done", outbox_id=int(sent["id"]), now=stamp_dt,
-                                    error="recovered after a crash: its outbox row exists")
+                    self.job_finish(
+                        job.id,
+                        "done",
+                        outbox_id=sent,
+                        now=stamp_dt,
+                        error="recovered after a crash: its outbox row exists",
+                    )
                     counts["done"] += 1
                 elif job.attempts >= max_attempts.get(job.kind, default_max):
-                    self.job_finish(job.id, "failed", now=stamp_dt,
-                                    error=f"interrupted by a crash {job.attempts} times")
+                    self.job_finish(
+                        job.id,
+                        "failed",
+                        now=stamp_dt,
+                        error=f"interrupted by a crash {job.attempts} times",
+                    )
                     counts["failed"] += 1
                 else:
                     self.conn.execute(
@@ -360,7 +375,11 @@ class JobStore:
         return int(cur.lastrowid or 0)
 
     def followup_touched(
-        self, sequence_id: int, touch: int, *, next_due_at: datetime | None,
+        self,
+        sequence_id: int,
+        touch: int,
+        *,
+        next_due_at: datetime | None,
         now: datetime | None = None,
     ) -> None:
         """Record touch number ``touch`` as sent; ``next_due_at=None`` completes the sequence."""
@@ -386,9 +405,7 @@ class JobStore:
             (iso(next_due_at), sequence_id),
         )
 
-    def followup_stop(
-        self, sequence_id: int, reason: str, *, now: datetime | None = None
-    ) -> bool:
+    def followup_stop(self, sequence_id: int, reason: str, *, now: datetime | None = None) -> bool:
         """End an active sequence with ``reason`` and skip its pending touch jobs.
 
         Returns:
@@ -414,8 +431,9 @@ class JobStore:
 
     # -- opt-outs ---------------------------------------------------------------------------
 
-    def opt_out(self, user_id: int, reason: str, *, text: str = "",
-                now: datetime | None = None) -> None:
+    def opt_out(
+        self, user_id: int, reason: str, *, text: str = "", now: datetime | None = None
+    ) -> None:
         """Record that the customer wants no proactive messages (kept on a repeat)."""
         self.conn.execute(
             "INSERT OR IGNORE INTO opt_outs (user_id, reason, text, at) VALUES (?, ?, ?, ?)",

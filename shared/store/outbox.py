@@ -492,6 +492,14 @@ class OutboxStore:
                 resent += 1
         return resent, settled
 
+    def outbox_id_for_request(self, request_id: str) -> int | None:
+        """The first outbox row queued under ``request_id`` (a scheduler job's proof of send,
+        see :meth:`shared.store.jobs.JobStore.jobs_recover`)."""
+        row = self.conn.execute(
+            "SELECT id FROM outbox WHERE request_id = ? ORDER BY id LIMIT 1", (request_id,)
+        ).fetchone()
+        return int(row["id"]) if row else None
+
     def count_outbox_open(self) -> int:
         """Return how many rows wait to be sent."""
         return int(
