@@ -87,6 +87,9 @@ _FLAT_IP_FOURCC = b"IxFI"
 _FLAT_HEADER = struct.Struct("<4siqqqBiQ")
 _METRIC_INNER_PRODUCT = 0
 _EMBED_BATCH = 64
+#: Background builds (each holding its upload in memory) that may wait per base / in all.
+MAX_QUEUED_PER_BASE = 4
+MAX_BACKGROUND_JOBS = 16
 
 
 class KnowledgeBaseError(Exception):
@@ -644,6 +647,16 @@ class KnowledgeBaseStore:
             tracker.fail(_failure_message(exc), queued=queued and not started)
             raise
 
+    def _check_room(self, kb_id: str) -> None:
+        """Refuse (429) a background build when too many already wait: each one holds its
+        upload in memory until its turn."""
+        queued = self._tracker(kb_id).snapshot()["queued"]
+        if queued >= MAX_QUEUED_PER_BASE or len(self._jobs) >= MAX_BACKGROUND_JOBS:
+            raise KnowledgeBaseError(
+                "too many builds are waiting; try again when the current build is done",
+                status=429,
+            )
+
     def _background(self, coro: Any) -> None:
         job: asyncio.Task[Any] = asyncio.create_task(coro)
         self._jobs.add(job)
@@ -857,11 +870,13 @@ class KnowledgeBaseStore:
             ``(doc_id, clean file name, progress snapshot)``; the snapshot says ``building``.
 
         Raises:
-            KnowledgeBaseError: unknown base (404), too large (413).
+            KnowledgeBaseError: unknown base (404), too large (413), too many builds waiting
+                (429, see :data:`MAX_QUEUED_PER_BASE`), shutting down (503).
             UnsupportedDocumentError: unsupported file type.
         """
         self._check_cancel()
         kb_id, filename, kind = self._check_upload(str(kb_id), filename, data)
+        self._check_room(kb_id)
         doc_id = uuid.uuid4().hex[:12]
         tracker = self._tracker(kb_id)
         tracker.enqueue()
@@ -982,11 +997,12 @@ class KnowledgeBaseStore:
         ``building`` (follow it with :meth:`progress`).
 
         Raises:
-            KnowledgeBaseError: unknown base (404).
+            KnowledgeBaseError: unknown base (404), too many builds waiting (429).
         """
         self._check_cancel()
         kb_id = str(kb_id)
         self._existing_dir(kb_id)
+        self._check_room(kb_id)
         self._tracker(kb_id).enqueue()
         self._background(self._tracked(kb_id, None, self._rebuild_sync, kb_id, queued=True))
         return await self.status(kb_id)

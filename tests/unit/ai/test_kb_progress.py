@@ -21,6 +21,7 @@ import pytest
 from orchestrator.ai.rag import KnowledgeBaseError, KnowledgeBaseStore
 from orchestrator.ai.rag.embeddings import Embedder
 from orchestrator.ai.rag.progress import ACTIVE_PHASES, PHASES, BuildProgress
+from orchestrator.ai.rag.store import MAX_QUEUED_PER_BASE
 
 
 def long_document(paragraphs: int) -> str:
@@ -349,4 +350,41 @@ async def test_first_build_while_the_model_loads_says_so(
         assert snap["total"] == 1
     finally:
         loaded.set()
+        store.close()
+
+
+async def test_background_builds_waiting_are_bounded(
+    tmp_path: Path, observed: ObservedEmbedder
+) -> None:
+    """Each waiting build holds its upload in memory: a base takes a few, then 429."""
+    store = make_store(tmp_path, observed)
+    gate, reached = threading.Event(), threading.Event()
+
+    def hold(n: int) -> None:
+        reached.set()
+        assert gate.wait(30)
+
+    observed.before_batch = hold
+    try:
+        kb = await store.create("busy")
+        await store.start_add_document(kb.id, "first.txt", b"We repair bicycles on Mondays.")
+        assert await asyncio.to_thread(reached.wait, 30)  # running, holding the lock
+        for i in range(MAX_QUEUED_PER_BASE):
+            await store.start_add_document(kb.id, f"doc{i}.txt", b"Saddles are in stock.")
+        assert store.progress(kb.id)["queued"] == MAX_QUEUED_PER_BASE
+        with pytest.raises(KnowledgeBaseError) as info:
+            await store.start_add_document(kb.id, "one-too-many.txt", b"Chains too.")
+        assert info.value.status == 429
+        with pytest.raises(KnowledgeBaseError) as info:
+            await store.start_rebuild(kb.id)
+        assert info.value.status == 429
+        gate.set()
+        snap = await wait_until_idle(store, kb.id)
+        assert snap["phase"] == "ready"
+        assert len((await store.status(kb.id)).documents) == 1 + MAX_QUEUED_PER_BASE
+        # Room again once they are done.
+        await store.start_add_document(kb.id, "later.txt", b"Open on Saturdays.")
+        assert (await wait_until_idle(store, kb.id))["phase"] == "ready"
+    finally:
+        gate.set()
         store.close()
