@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -511,7 +512,13 @@ def test_the_api_shows_cluster_states_reasons_and_pod_logs(
     from tests.conftest import Actors
 
     standin.bad_images.add("flotilla:nope")
-    settings = k8s_settings(tmp_path, sqlite_url, standin, k8s_image="flotilla:nope")
+    settings = k8s_settings(
+        tmp_path,
+        sqlite_url,
+        standin,
+        k8s_image="flotilla:nope",
+        ai_embedding_model_path=tmp_path / "no-model",  # no knowledge base here: no warm-up
+    )
     with TestClient(create_app(settings)) as client:
         h = Actors(client).add("admin", "admin")
         bot = client.post("/admin/sms/instances", json={"name": "Shop"}, headers=h).json()
@@ -538,3 +545,116 @@ def test_the_api_shows_cluster_states_reasons_and_pod_logs(
                 break
             time.sleep(0.05)
         assert {r: standin.names(r) for r in RESOURCES} == {r: [] for r in RESOURCES}
+
+
+class ForwardProxy:
+    """A real HTTP forward proxy (as a cluster's egress proxy would be) that records the host
+    each request was addressed to and delivers it to one local server instead."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.seen: list[tuple[str, int | None, str]] = []
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> ForwardProxy:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def _run(self) -> None:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            self.seen.append((request.url.host or "", request.url.port, request.path_qs))
+            async with httpx.AsyncClient() as http:
+                res = await http.request(
+                    request.method,
+                    self.target + request.path_qs,
+                    content=await request.read(),
+                    headers={"content-type": request.headers.get("content-type", "")},
+                )
+            return web.Response(body=res.content, status=res.status_code)
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(serve())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+
+def test_hooks_forward_to_the_bots_service_dns_name(
+    tmp_path: Path, sqlite_url: str, standin: KubeStandIn
+) -> None:
+    """/hooks/{kind}/{id} addresses the bot's Service (``{svc}.{ns}.svc:{port}``); the request
+    reaches a real server through a forward proxy, since no cluster DNS resolves here."""
+    from aiohttp import web
+    from fastapi.testclient import TestClient
+
+    from orchestrator.main import create_app
+    from tests.conftest import Actors
+
+    received: list[tuple[str, bytes]] = []
+    loop = asyncio.new_event_loop()
+
+    async def bot_webhook(request: web.Request) -> web.Response:
+        received.append((request.path, await request.read()))
+        return web.Response(text="<Response/>", content_type="text/xml")
+
+    async def serve_bot() -> tuple[web.AppRunner, int]:
+        app = web.Application()
+        app.router.add_post("/webhook", bot_webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    runner, bot_port = loop.run_until_complete(serve_bot())
+    bot_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    bot_thread.start()
+    proxy = ForwardProxy(f"http://127.0.0.1:{bot_port}").start()
+    try:
+        settings = k8s_settings(
+            tmp_path, sqlite_url, standin, ai_embedding_model_path=tmp_path / "no-model"
+        )
+        with TestClient(create_app(settings)) as client:
+            h = Actors(client).add("admin", "admin")
+            bot = client.post("/admin/sms/instances", json={"name": "Hook"}, headers=h).json()
+            assert client.post(f"/admin/sms/instances/{bot['id']}/start", headers=h).status_code
+            port = client.get(f"/admin/sms/instances/{bot['id']}", headers=h).json()[
+                "webhook_port"
+            ]
+            sup = client.app.state.supervisor  # type: ignore[attr-defined]
+            sup._http = httpx.AsyncClient(proxy=proxy.url, timeout=5.0)
+            res = client.post(
+                f"/hooks/sms/{bot['id']}/webhook",
+                content=b"From=%2B15550001111&Body=hi",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+            assert res.status_code == 200, res.text
+            assert res.text == "<Response/>"
+            # Outside the channel's public routes nothing is forwarded (as locally).
+            assert client.post(f"/hooks/sms/{bot['id']}/control/reload").status_code == 404
+    finally:
+        proxy.stop()
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        bot_thread.join(5)
+    assert proxy.seen == [(f"{object_name('sms', bot['id'])}.{NS}.svc", port, "/webhook")]
+    assert received == [("/webhook", b"From=%2B15550001111&Body=hi")]
