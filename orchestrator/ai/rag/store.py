@@ -549,7 +549,8 @@ class KnowledgeBaseStore:
     def _status(self, kb_id: str) -> KBStatus:
         meta = self._read_meta(kb_id)
         path = self._dir(kb_id)
-        if kb_id not in self._loaded and not (path / "index.faiss").exists():
+        built = (path / "index.faiss").exists() or (path / "chunks.jsonl").exists()
+        if kb_id not in self._loaded and not built:
             # Never built: nothing to load, and no need to wait for the embedding model
             # (a status poll during the first build after a start must answer at once).
             chunks, vectors = 0, 0
