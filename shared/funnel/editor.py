@@ -58,7 +58,14 @@ _PLAIN = [(re.compile(pattern), plain) for pattern, plain in _PLAIN_RULES]
 
 
 def plain_message(msg: str) -> str:
-    """One validation message in plain language (unknown ones pass through unchanged)."""
+    """Say one validation message in plain language.
+
+    Args:
+        msg: a message of pydantic or :func:`shared.funnel.validation.check_funnel`.
+
+    Returns:
+        What a business owner reads next to the field; unknown messages pass unchanged.
+    """
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     for pattern, plain in _PLAIN:
@@ -68,7 +75,14 @@ def plain_message(msg: str) -> str:
 
 
 def plain_errors(errors: list[FunnelError]) -> list[FunnelError]:
-    """``errors`` with plain-language messages, capped at :data:`MAX_ERRORS` (+ a count)."""
+    """Put every message of ``errors`` in plain language.
+
+    Args:
+        errors: the problems, as :class:`~shared.funnel.validation.FunnelValidationError` has them.
+
+    Returns:
+        The same problems (at most :data:`MAX_ERRORS`, then one counting the rest).
+    """
     out: list[FunnelError] = [
         {"loc": list(e["loc"]), "msg": plain_message(str(e["msg"]))} for e in errors[:MAX_ERRORS]
     ]

@@ -5,6 +5,17 @@ here, never from the file: the UI is a pure client of this API), checks each edi
 ``POST /admin/funnels/validate`` and shows what the customer would see with
 ``POST /admin/funnels/preview``. Both are read-only (nothing is stored or sent), so every role
 may call them, guests included; a preview naming a bot needs a bot the caller may see.
+
+* ``validate``: the body is the document itself. ``{"ok": true, "errors": []}`` for a usable
+  funnel, else ``{"ok": false, "errors": [{"loc": [...], "msg": "..."}]}`` (``loc`` the path of
+  the bad node, ``msg`` plain language; at most 100, then a count). A body that is not a JSON
+  object: 422.
+* ``preview``: :class:`PreviewRequest`; answers ``{"turns": [{"text", "payload", "replies",
+  "handler", "needs_llm"}]}``, one turn per message, replies in the outbox's shape;
+  ``needs_llm``: no funnel step took the message (the bot's AI would answer it). An invalid
+  funnel: 422 with the problems, like ``PUT .../instances/{id}``.
+
+The format and the editor: docs/funnels.md.
 """
 
 from __future__ import annotations
@@ -34,13 +45,7 @@ def get_default_funnel(user: CurrentUser) -> dict[str, Any]:
 def validate_funnel(
     user: CurrentUser, doc: Annotated[Any, Body(description="a funnel document")]
 ) -> dict[str, Any]:
-    """Check a funnel document without storing it.
-
-    The body is the document itself. Answers ``{"ok": true, "errors": []}`` for a usable
-    funnel, else ``{"ok": false, "errors": [{"loc": [...], "msg": "..."}]}``: ``loc`` is the
-    path of the bad node, ``msg`` says what is wrong in plain language (at most 100, then a
-    count). A body that is not a JSON object is answered 422.
-    """
+    """Check a funnel document (the body) without storing it; problems in plain language."""
     if not isinstance(doc, dict):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "the body must be a funnel: a JSON object {...}"
@@ -90,14 +95,7 @@ class PreviewRequest(BaseModel):
 
 @router.post("/preview")
 def preview_funnel(body: PreviewRequest, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
-    """Play customer messages through a funnel from a fresh conversation (nothing is stored or
-    sent) and answer what the customer would see.
-
-    Answers ``{"turns": [{"text", "payload", "replies": [...], "handler", "needs_llm"}]}``, one
-    turn per message; replies have the outbox's shape (``text``, ``buttons``, ``list``);
-    ``needs_llm`` means no funnel step took the message (the bot's AI would answer it). An
-    invalid funnel is answered 422 with the problems, like ``PUT .../instances/{id}``.
-    """
+    """Play customer messages through a funnel on a fresh conversation; what the customer sees."""
     doc: dict[str, Any] | None = body.funnel
     if body.kind is not None and body.bot_id is not None:
         instance = visible_instance(session, body.kind, body.bot_id, user)
