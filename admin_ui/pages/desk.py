@@ -39,7 +39,7 @@ async def _open(api: AdminApi) -> tuple[list[dict[str, Any]], str]:
 
 
 async def _panel(
-    api: AdminApi, kind: str, bot_id: str, handover_id: int
+    api: AdminApi, kind: str, bot_id: str, handover_id: int, *, with_chat: bool = True
 ) -> dict[str, Any] | None:
     """The picked handover (any status) with its conversation."""
     res = await api.get(f"{_base(kind, bot_id)}/handovers")
@@ -49,7 +49,8 @@ async def _panel(
     if found is None:
         return None
     item = {**found, "bot_id": bot_id, "bot_kind": kind}
-    item["chat"] = await _chat(api, kind, bot_id, str(found.get("customer_key") or ""))
+    if with_chat:
+        item["chat"] = await _chat(api, kind, bot_id, str(found.get("customer_key") or ""))
     return item
 
 
@@ -105,6 +106,19 @@ async def desk_panel(
     return render(
         request, "_desk_panel.html", user=user, panel=panel, reasons=REASONS, panel_error=""
     )
+
+
+@router.get("/ui/desk/{kind}/{bot_id}/{handover_id}/head", response_class=HTMLResponse)
+async def desk_head(
+    request: Request, user: UserDep, kind: str, bot_id: str, handover_id: int
+) -> HTMLResponse:
+    """The picked handover's status line with Take / Resolve (polled: a colleague's take or a
+    timeout shows without a reload; the reply box is left alone)."""
+    async with AdminApi(request) as api:
+        panel = await _panel(api, kind, bot_id, handover_id, with_chat=False)
+    if panel is None:
+        return HTMLResponse('<div class="chat-head muted">That handover is not there.</div>')
+    return render(request, "_desk_head.html", user=user, panel=panel, reasons=REASONS)
 
 
 @router.post("/ui/desk/{kind}/{bot_id}/{handover_id}/{action}", response_class=HTMLResponse)

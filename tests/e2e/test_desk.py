@@ -150,3 +150,7 @@ def test_guest_sees_the_desk_without_controls(
     assert "CSRF" not in res.text()
     still = orch.api("GET", "/admin/handovers").json()
     assert next(h["status"] for h in still if h["id"] == hid) == "pending"
+    # An admin takes it elsewhere: the guest's open page follows without a reload.
+    res = orch.api("POST", f"/admin/whatsapp/instances/{bot['id']}/handovers/{hid}/take")
+    assert res.status_code == 200, res.text
+    expect(page.get_by_test_id("panel-status")).to_have_text("taken by admin", timeout=10_000)
