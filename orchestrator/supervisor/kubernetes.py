@@ -582,6 +582,14 @@ class KubernetesSpawner(ClusterSpawner):
                 self.replicas[spec.instance_id] = previous
             raise
 
+    async def refresh_secret(self, spec: SpawnSpec) -> None:
+        port = int(spec.env.get("BOT_PORT") or 0)
+        gen = 0  # the Secret holds no generation; only the template does
+        secret = build_manifests(self.settings, spec, port, gen)["secret"]
+        await self._call(
+            self.core.replace_namespaced_secret, secret["metadata"]["name"], self.ns, secret
+        )
+
     async def scale_down(self, kind: str, instance_id: str) -> None:
         self.replicas[instance_id] = 0
         try:

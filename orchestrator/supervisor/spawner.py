@@ -133,6 +133,10 @@ class ClusterSpawner(Spawner):
         """Create or update the bot's objects and run it (one replica)."""
 
     @abstractmethod
+    async def refresh_secret(self, spec: SpawnSpec) -> None:
+        """Replace the tokens in the bot's Secret (its pod keeps running)."""
+
+    @abstractmethod
     async def scale_down(self, kind: str, instance_id: str) -> None:
         """Stop the bot; its volume stays."""
 

@@ -83,6 +83,7 @@ class Supervisor:
         self._syncs: set[asyncio.Task[None]] = set()
         #: The replica election (set by create_app); ``None``: a lone orchestrator.
         self.leader: LeaderElector | None = None
+        self._leader_jobs: list[asyncio.Task[None]] = []
         self.watchers: dict[str, Watcher] = {}
         self.secret_key = settings.resolved_secret_key()
         self.run_dir = settings.data_dir / "run"
@@ -446,6 +447,7 @@ class Supervisor:
         if self.cluster is not None and self.leader is not None:
             # Replicas share the cluster's bots: only the elected one starts them.
             self.leader.on_elected(self._elected)
+            self.leader.on_demoted(self._demoted)
         elif self.settings.auto_start_bots:
             await self._auto_start(adopted)
         self._rotator = asyncio.create_task(self._rotate_logs_forever(), name="log-rotator")
@@ -476,15 +478,57 @@ class Supervisor:
         return started
 
     async def _elected(self) -> None:
-        """This replica now leads: note it, and start the ``auto_start`` bots not running."""
+        """This replica now leads: note it, and (in the background, so the replica serves at
+        once) start the ``auto_start`` bots not running and keep the bots' Secrets fresh."""
         replica = self.leader.identity if self.leader is not None else ""
         await self.audit("", "orchestrator", "leader.elected", {"replica": replica})
-        if self.settings.auto_start_bots:
-            started = await self._auto_start(set())
-            if started:
-                await self.audit(
-                    "", "orchestrator", "fleet.auto_start", {"replica": replica, "bots": started}
+        self._leader_jobs = [
+            asyncio.create_task(self._leader_auto_start(replica), name="leader:auto-start"),
+            asyncio.create_task(self._refresh_secrets_forever(), name="leader:secrets"),
+        ]
+
+    async def _demoted(self) -> None:
+        for task in self._leader_jobs:
+            task.cancel()
+        self._leader_jobs = []
+
+    async def _leader_auto_start(self, replica: str) -> None:
+        if not self.settings.auto_start_bots:
+            return
+        started = await self._auto_start(set())
+        if started:
+            await self.audit(
+                "", "orchestrator", "fleet.auto_start", {"replica": replica, "bots": started}
+            )
+
+    async def refresh_cluster_secrets(self) -> int:
+        """Put fresh internal tokens (same generation) in the Secret of every bot the cluster
+        runs: a container the kubelet restarts reads its token from there, and the one it was
+        started with may have expired (``internal_token_minutes``). Returns how many."""
+        cluster = self._cluster_spawner()
+        done = 0
+        for w in list(self.watchers.values()):
+            if not w.want_running or not w.port or not w.gen:
+                continue
+            try:
+                await cluster.refresh_secret(self.spawn_spec(w, w.port, w.gen))
+                done += 1
+            except SupervisorError as exc:
+                logger.warning(
+                    "cannot refresh a bot's Secret",
+                    extra={"bot_id": w.instance_id, "reason": exc.message},
                 )
+        return done
+
+    async def _refresh_secrets_forever(self) -> None:
+        """A third of the token lifetime apart: a token in a Secret is never near expiry."""
+        every = max(60.0, self.settings.internal_token_minutes * 60 / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.refresh_cluster_secrets()
+            except Exception:
+                logger.exception("secret refresh failed")
 
     async def _adopt(self) -> set[str]:
         adopted: set[str] = set()
@@ -539,6 +583,7 @@ class Supervisor:
             self._rotator.cancel()
         if self.cluster is not None:
             # The bots are the cluster's: they keep running for the next orchestrator.
+            await self._demoted()
             await self.cluster.shutdown()
             if self._http is not None:
                 await self._http.aclose()

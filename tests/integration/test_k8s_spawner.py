@@ -658,3 +658,35 @@ def test_hooks_forward_to_the_bots_service_dns_name(
         bot_thread.join(5)
     assert proxy.seen == [(f"{object_name('sms', bot['id'])}.{NS}.svc", port, "/webhook")]
     assert received == [("/webhook", b"From=%2B15550001111&Body=hi")]
+
+
+async def test_tokens_in_the_secrets_are_kept_fresh_without_touching_the_pods(
+    fleet: Fleet, standin: KubeStandIn
+) -> None:
+    """A container the kubelet restarts reads its token from the Secret: the leader replaces
+    it before it expires (same generation, so the running pod is left alone)."""
+    from shared.tokens import unverified_expiry
+
+    fleet.add("fresh")
+    await fleet.sup.start("fresh", "sms")
+    await fleet.wait("fresh", running)
+    name = object_name("sms", "fresh")
+
+    def secret_values() -> dict[str, str]:
+        data = standin.get("secrets", name)["data"]  # type: ignore[index]
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    before = secret_values()
+    uid = standin.get("pods", f"{name}-0")["metadata"]["uid"]  # type: ignore[index]
+    await asyncio.sleep(1.1)  # JWT expiry has one-second resolution
+    assert await fleet.sup.refresh_cluster_secrets() == 1
+    after = secret_values()
+    assert after["BOT_INTERNAL_TOKEN"] != before["BOT_INTERNAL_TOKEN"]
+    assert unverified_expiry(after["BOT_INTERNAL_TOKEN"]) > unverified_expiry(  # type: ignore[operator]
+        before["BOT_INTERNAL_TOKEN"]
+    )
+    assert after["BOT_CONTROL_KEY"] == before["BOT_CONTROL_KEY"]
+    await asyncio.sleep(0.3)
+    assert standin.get("pods", f"{name}-0")["metadata"]["uid"] == uid  # type: ignore[index]
+    await fleet.sup.stop("fresh", "sms")
+    assert await fleet.sup.refresh_cluster_secrets() == 0  # a stopped bot needs none
