@@ -264,3 +264,65 @@ def test_an_operator_message_pauses_the_bot(live: tuple[OrchestratorProcess, str
     assert customer.silence() == []
     rows = orch.api("GET", "/admin/handovers", params={"status": "active"}).json()
     assert [(h["reason"], h["assignee"]) for h in rows] == [("operator_message", "admin")]
+
+
+CHANNELS = {
+    "telegram": (
+        {"bot_token": "123456:desk-telegram", "webhook_secret": "desk-secret"},
+        "telegram_api_base_url",
+        "/telegram",
+        "521234600",
+    ),
+    "sms": (
+        {"account_sid": "AC" + "0" * 32, "auth_token": "desk-auth", "from_number": "+15550009999"},
+        "twilio_base_url",
+        "/twilio",
+        "+15550107003",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(CHANNELS))
+def test_the_desk_works_the_same_for_telegram_and_sms_customers(
+    live: tuple[OrchestratorProcess, str], kind: str
+) -> None:
+    orch, sandbox_url = live
+    fields, url_field, path, who = CHANNELS[kind]
+    bot = orch.create_bot(
+        kind, name=f"Desk {kind}", **fields, **{url_field: f"{sandbox_url}{path}"}
+    )
+    base = f"/admin/{kind}/instances/{bot['id']}"
+    assert orch.api("POST", f"{base}/start").status_code == 200
+    orch.wait_state(kind, bot["id"], "running", timeout=30)
+    seq = 0
+
+    def say(text: str) -> None:
+        res = orch.api("POST", f"{base}/simulate", json={"from": who, "text": text})
+        assert res.status_code == 202, res.text
+
+    def replies(wait: float) -> list[str]:
+        nonlocal seq
+        res = orch.api(
+            "GET", f"{base}/simulate/replies", params={"to": who, "since": seq, "wait": wait}
+        )
+        assert res.status_code == 200, res.text
+        data = res.json()
+        seq = data["last_seq"]
+        return [m["text"] for m in data["messages"]]
+
+    say("I want to talk to a person")
+    assert replies(10) == ["A manager will answer you here shortly."]
+    rows = _wait_for(
+        lambda: [h for h in orch.api("GET", "/admin/handovers").json() if h["bot_id"] == bot["id"]]
+    )
+    url = f"{base}/handovers/{rows[0]['id']}"
+    sent = orch.api("POST", f"{url}/reply", json={"text": f"A person on {kind}."})
+    assert sent.status_code == 202, sent.text
+    assert replies(10) == [f"A person on {kind}."]
+    say("zxqv thanks")
+    time.sleep(1.0)
+    assert replies(0.5) == []  # the bot stays silent while the person has it
+    assert orch.api("POST", f"{url}/resolve").status_code == 200
+    say("hi")
+    assert replies(10)  # the bot answers again
