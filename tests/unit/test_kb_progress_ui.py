@@ -128,6 +128,8 @@ def test_ready_and_failed_stop_polling() -> None:
     assert doc.select_one("progress") is None
     ready = doc.one("[data-testid=kb-ready]").get_text()
     assert ready == "Ready · last build: 1,040 passages in 12.5 s"
+    slow = {**p.snapshot(), "last": {"duration_s": 147.84, "passages": 150}}
+    assert render(slow).one("[data-testid=kb-ready]").get_text().endswith("in 2 m 27 s")
     # The poll that sees the end has the whole card reloaded, once.
     doc = render(p.snapshot(), refresh_card=True)
     block = doc.one("[data-testid=kb-progress]")
