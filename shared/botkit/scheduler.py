@@ -169,6 +169,8 @@ class JobKind:
         max_attempts: runs before a failing job is ``failed``.
         base_delay_s: back-off after the first failure (doubles each attempt).
         max_delay_s: longest back-off.
+        on_stale: writes to commit with a stale job's ``skipped`` (the follow-ups end the
+            sequence, so nothing waits for a touch that will never come).
     """
 
     name: str
@@ -177,6 +179,7 @@ class JobKind:
     max_attempts: int = 5
     base_delay_s: float = 60.0
     max_delay_s: float = 3600.0
+    on_stale: Callable[[Job], None] | None = None
 
 
 class Scheduler:
@@ -321,7 +324,10 @@ class Scheduler:
                 f"stale: due {job.due_at.isoformat()}, started {_hours(late)} late "
                 f"(limit {_hours(kind.stale_after)})"
             )
-            store.job_finish(job.id, "skipped", error=reason, now=now)
+            with store.transaction():
+                if kind.on_stale is not None:
+                    kind.on_stale(job)
+                store.job_finish(job.id, "skipped", error=reason, now=now)
             logger.warning("stale job skipped", extra={**extra, "reason": reason})
             return True
         token = request_id_var.set(job_request_id(job.id))

@@ -271,3 +271,21 @@ def test_quiet_until_across_midnight() -> None:
     at = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)  # 13:00 local: not quiet
     assert quiet_until(at, tz, start, end) is None
     assert quiet_until(at, tz, start, start) is None  # start == end: no quiet hours
+
+
+async def test_touch_past_its_staleness_ends_the_sequence(h: Harness) -> None:
+    """The bot was stopped for days: the touch is skipped as stale and the sequence ends
+    (``stale``) instead of staying active with nothing scheduled."""
+    await say(h, "wamid.1", "hello")
+    before = len(await h.sent(TO))
+    assert await tick(h, T0 + timedelta(hours=24 + 49)) == 1
+    assert len(await h.sent(TO)) == before
+    job = h.ctx.store.jobs(kind="followup")[0]
+    assert job.status == "skipped"
+    assert (job.last_error or "").startswith("stale: ")
+    seq = sequence(h)
+    assert seq["status"] == "stopped"
+    assert seq["stop_reason"] == "stale"
+    # the customer writes again later: the bot's answer starts a fresh sequence
+    await say(h, "wamid.2", "back again")
+    assert sequence(h)["active"] is True
