@@ -80,6 +80,8 @@ STOP_OPERATOR = "stopped_by_operator"
 STOP_COMPLETED = "completed"
 #: A touch came due while the bot was stopped for longer than :data:`STALE_AFTER`.
 STOP_STALE = "stale"
+#: A touch failed on every attempt (see the job's last error).
+STOP_FAILED = "failed"
 
 _PUNCT_RE = re.compile(r"[^\w\s]+", re.UNICODE)
 
@@ -233,12 +235,13 @@ def job_kind(ctx: BotContext) -> JobKind:
     async def action(job: Job) -> Outcome:
         return touch_action(ctx, job)
 
-    def stale(job: Job) -> None:
+    def give_up(job: Job, why: str) -> None:
         sequence_id = int(job.payload.get("sequence_id") or 0)
-        ctx.store.followup_stop(sequence_id, STOP_STALE, now=ctx.clock())
+        reason = STOP_STALE if why == "stale" else STOP_FAILED
+        ctx.store.followup_stop(sequence_id, reason, now=ctx.clock())
 
     return JobKind(KIND, action, stale_after=STALE_AFTER, max_attempts=5,
-                   base_delay_s=60.0, max_delay_s=3600.0, on_stale=stale)
+                   base_delay_s=60.0, max_delay_s=3600.0, on_give_up=give_up)
 
 
 def touch_action(ctx: BotContext, job: Job) -> Outcome:

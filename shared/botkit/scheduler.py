@@ -169,8 +169,9 @@ class JobKind:
         max_attempts: runs before a failing job is ``failed``.
         base_delay_s: back-off after the first failure (doubles each attempt).
         max_delay_s: longest back-off.
-        on_stale: writes to commit with a stale job's ``skipped`` (the follow-ups end the
-            sequence, so nothing waits for a touch that will never come).
+        on_give_up: writes to commit with a job's end when it will not run any more: skipped
+            as stale (``why = "stale"``) or failed after its last attempt (``"failed"``); the
+            follow-ups end the sequence, so nothing waits for a touch that will never come.
     """
 
     name: str
@@ -179,7 +180,7 @@ class JobKind:
     max_attempts: int = 5
     base_delay_s: float = 60.0
     max_delay_s: float = 3600.0
-    on_stale: Callable[[Job], None] | None = None
+    on_give_up: Callable[[Job, str], None] | None = None
 
 
 class Scheduler:
@@ -325,8 +326,8 @@ class Scheduler:
                 f"(limit {_hours(kind.stale_after)})"
             )
             with store.transaction():
-                if kind.on_stale is not None:
-                    kind.on_stale(job)
+                if kind.on_give_up is not None:
+                    kind.on_give_up(job, "stale")
                 store.job_finish(job.id, "skipped", error=reason, now=now)
             logger.warning("stale job skipped", extra={**extra, "reason": reason})
             return True
@@ -366,9 +367,13 @@ class Scheduler:
         error = f"{type(exc).__name__}: {exc}"[:JOB_ERROR_MAX]
         now = self.clock()
         if job.attempts >= kind.max_attempts:
-            self.store.job_finish(
-                job.id, "failed", error=f"gave up after {job.attempts} attempts: {error}", now=now
-            )
+            with self.store.transaction():
+                if kind.on_give_up is not None:
+                    kind.on_give_up(job, "failed")
+                self.store.job_finish(
+                    job.id, "failed", error=f"gave up after {job.attempts} attempts: {error}",
+                    now=now,
+                )
             logger.error("job failed permanently", extra={**extra, "error": error})
             return
         delay = backoff_delay(job.attempts, base_s=kind.base_delay_s, cap_s=kind.max_delay_s,

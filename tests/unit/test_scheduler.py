@@ -400,3 +400,31 @@ def test_payload_is_stored_as_json(db: Path) -> None:
     assert json.loads(raw) == {"text": "привет", "n": 2}
     with pytest.raises(ValueError, match="aware"):
         Scheduler(store).add("ping", datetime(2026, 1, 1))  # noqa: DTZ001 - the point
+
+
+async def test_give_up_hook_commits_with_the_final_status(db: Path) -> None:
+    """A job that will not run again (stale, or failed on its last attempt) lets its kind clean
+    up in the same transaction (a follow-up ends its sequence)."""
+    clock = FakeClock(T0)
+    store = BotStore.open(db)
+    seen: list[tuple[int, str]] = []
+
+    def give_up(job: Job, why: str) -> None:
+        seen.append((job.id, why))
+        store.job_add("marker", T0, {"for": job.id, "why": why}, dedupe_key=f"m:{job.id}")
+
+    async def failing(job: Job) -> Outcome:
+        raise RuntimeError("always")
+
+    scheduler = Scheduler(store, clock)
+    scheduler.register(
+        JobKind(
+            "ping", failing, max_attempts=1, stale_after=timedelta(hours=1), on_give_up=give_up
+        )
+    )
+    failed = scheduler.add("ping", T0)
+    stale = scheduler.add("ping", T0 - timedelta(hours=2))
+    assert await scheduler.run_due() == 4  # the two jobs, then their markers (unknown kind)
+    assert sorted(seen) == sorted([(failed, "failed"), (stale, "stale")])
+    assert store.job_by_key(f"m:{failed}") is not None
+    assert store.job_by_key(f"m:{stale}") is not None
