@@ -14,6 +14,7 @@ The clock route is refused unless the switch is set (in-process check at the end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from aiohttp.test_utils import TestServer
 
 from shared.botkit import build_app
 from shared.tokens import mint_control_token
-from tests.botkit_support import FakeOrchestrator, make_harness, start_servers
+from tests.botkit_support import FakeOrchestrator, make_harness, start_servers, wa_config
 from tests.integration.test_sms_bot_process import sms_config
 from tests.integration.test_wa_bot_process import KEY, free_port, wait_health
 
@@ -46,6 +47,7 @@ class Bot:
     url: str
     sandbox: str
     session: aiohttp.ClientSession
+    provider: str = "twilio"
     moved_s: float = 0.0
 
     @property
@@ -72,7 +74,8 @@ class Bot:
         self.moved_s = target
 
     async def sms(self, phone: str, since: int = 0, wait: float = 0.0) -> list[dict[str, Any]]:
-        params = {"provider": "twilio", "to": phone, "since": str(since), "wait": str(wait)}
+        to = phone.lstrip("+") if self.provider == "graph" else phone
+        params = {"provider": self.provider, "to": to, "since": str(since), "wait": str(wait)}
         async with self.session.get(f"{self.sandbox}/_sandbox/messages", params=params) as r:
             return (await r.json())["messages"]  # type: ignore[no-any-return]
 
@@ -95,23 +98,30 @@ class Bot:
             return await r.json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
+FOLLOWUPS = {
+    "enabled": True,
+    "touches": [{"after_hours": h, "text": f"touch {i + 1}"} for i, h in enumerate(HOURS)],
+    "quiet_start": "00:00",  # no quiet hours: the real time of day must not matter here
+    "quiet_end": "00:00",
+}
+
+
+@contextlib.asynccontextmanager
+async def run_bot(tmp_path: Path, kind: str) -> AsyncIterator[Bot]:
+    """A ``python -m {kind}_bot`` subprocess with the test clock, wired to the sandbox."""
     orch = FakeOrchestrator(config={})
     sandbox_srv, fake_srv = await start_servers(orch)
     sandbox = str(sandbox_srv.make_url("")).rstrip("/")
     port = free_port()
-    orch.config = sms_config(sandbox, port)
-    orch.config["followups"] = {
-        "enabled": True,
-        "touches": [{"after_hours": h, "text": f"touch {i + 1}"} for i, h in enumerate(HOURS)],
-        "quiet_start": "00:00",  # no quiet hours: the real time of day must not matter here
-        "quiet_end": "00:00",
-    }
+    if kind == "sms":
+        orch.config = sms_config(sandbox, port)
+    else:
+        orch.config = wa_config(f"{sandbox}/graph", port=port, wa_template_name="checkin_v1")
+    orch.config["followups"] = FOLLOWUPS
     env = {
         **os.environ,
         "BOT_INSTANCE_ID": "support-bot",
-        "BOT_KIND": "sms",
+        "BOT_KIND": kind,
         "BOT_INTERNAL_TOKEN": orch.token(),
         "BOT_CONTROL_KEY": KEY,
         "ORCHESTRATOR_URL": orch.url,
@@ -122,10 +132,11 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     for name in ("WA_INSTANCE_ID", "FLOTILLA_PUBLIC_URL", "BOT_PUBLIC_URL"):
         env.pop(name, None)
     log = (tmp_path / "bot.log").open("wb")
+    module = "sms_bot" if kind == "sms" else "whatsapp_bot"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "sms_bot",
+        module,
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -135,7 +146,12 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
         async with aiohttp.ClientSession() as session:
             url = f"http://127.0.0.1:{port}"
             await wait_health(session, url, proc)
-            yield Bot(url=url, sandbox=sandbox, session=session)
+            yield Bot(
+                url=url,
+                sandbox=sandbox,
+                session=session,
+                provider="twilio" if kind == "sms" else "graph",
+            )
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -143,6 +159,12 @@ async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
         log.close()
         await sandbox_srv.close()
         await fake_srv.close()
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
+    async with run_bot(tmp_path, "sms") as running:
+        yield running
 
 
 async def test_touches_stop_on_answer_and_opt_out(bot: Bot) -> None:
@@ -238,3 +260,23 @@ async def test_clock_route_checks_its_input(bot: Bot) -> None:
         f"{bot.url}/control/followups/stop", headers=bot.headers, json={"to": "x" * 500}
     ) as r:
         assert r.status == 422
+
+
+async def test_whatsapp_touches_outside_the_24_hour_window_use_the_template(
+    tmp_path: Path,
+) -> None:
+    """A WhatsApp lead silent for a day is past the customer-service window: every touch goes
+    out as the configured template, once each."""
+    async with run_bot(tmp_path, "whatsapp") as wa:
+        await wa.say(SILENT, "hi")
+        assert len(await wa.wait_texts(SILENT, 1)) == 1  # the welcome, free-form
+        for number, hours in enumerate(HOURS, start=1):
+            await wa.clock_to(hours)
+            assert len(await wa.wait_texts(SILENT, number + 1)) == number + 1
+        await asyncio.sleep(0.5)
+        sent = await wa.sms(SILENT)
+        assert len(sent) == 6
+        assert [m["text"] for m in sent[1:]] == ["checkin_v1"] * 5
+        assert {m["payload"]["type"] for m in sent[1:]} == {"template"}
+        state = await wa.followups(SILENT)
+        assert state["sequences"][0]["status"] == "completed"
