@@ -443,8 +443,10 @@ def _funnel_from_template(
     business = dict(fields.get("business") or config.get("business") or {})
     if not business.get("name"):
         business["name"] = str(fields.get("name") or instance.name or "")[:80]
+    current = config.get("funnel")
+    faq = current.get("faq") if isinstance(current, dict) and "funnel" not in fields else None
     try:
-        funnel = render_template(template, business)
+        funnel = render_template(template, business, faq=faq if isinstance(faq, dict) else None)
     except TemplateError as exc:
         raise FieldError(["body", "template"], str(exc)) from None
     except ValidationError as exc:

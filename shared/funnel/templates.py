@@ -223,14 +223,34 @@ def _walk(node: Any, values: Mapping[str, str]) -> Any:
     return node
 
 
+FAQ_BUTTON = {"en": "FAQ", "ru": "Частые вопросы"}
+
+
+def _with_faq(funnel: dict[str, Any], faq: Mapping[str, Any], language: str) -> dict[str, Any]:
+    """``funnel`` with the bot's own FAQ and an FAQ button before "talk to a person"."""
+    out = {**funnel, "faq": dict(faq)}
+    welcome = [b for b in funnel["welcome"] if b.get("action") != "faq:menu"]
+    at = next(
+        (i for i, b in enumerate(welcome) if b.get("action") == "sales:manager"), len(welcome)
+    )
+    welcome.insert(at, {"title": FAQ_BUTTON.get(language, "FAQ"), "action": "faq:menu"})
+    out["welcome"] = welcome
+    return out
+
+
 def render_template(
-    template_id: str, business: BusinessProfile | Mapping[str, Any] | None = None
+    template_id: str,
+    business: BusinessProfile | Mapping[str, Any] | None = None,
+    *,
+    faq: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The funnel of ``template_id`` in the business's language, filled with its values.
 
     Args:
         template_id: ``documents``, ``leads``, ``sales`` (see :func:`list_templates`).
         business: the values (a :class:`BusinessProfile` or a dict of its fields; validated).
+        faq: the bot's own FAQ (a funnel's ``faq`` node), kept when a template without one is
+            applied again: the menu then offers it. An FAQ that does not fit is left out.
 
     Returns:
         A funnel dict that passes :func:`shared.funnel.load_funnel`.
@@ -254,6 +274,12 @@ def render_template(
     if not values["business_name"]:
         values["business_name"] = "our team" if profile.language == "en" else "нашей команды"
     filled = _walk(funnel, values)
+    if faq and filled.get("faq") is None:
+        with_faq = _with_faq(filled, faq, profile.language)
+        try:
+            return load_funnel(with_faq).to_dict()
+        except ValueError:
+            pass  # e.g. its buttons point at screens this template has not: without it
     try:
         return load_funnel(filled).to_dict()
     except ValueError as exc:

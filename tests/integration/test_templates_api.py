@@ -155,3 +155,36 @@ def test_an_existing_bot_with_a_null_funnel_keeps_it(client, actors, wa_payload)
     assert res.status_code == 200, res.text
     assert res.json()["funnel"] is None
     assert res.json()["template"] is None
+
+
+def test_applying_a_template_again_keeps_the_bots_own_faq(client, actors, wa_payload) -> None:
+    h = actors.headers["alice"]
+    funnel = client.post(
+        "/admin/templates/documents/preview", json={"business": SHOP}, headers=h
+    ).json()["funnel"]
+    funnel["faq"] = {
+        "menu_text": "*Questions*",
+        "section_text": "*{section}*",
+        "sections": [
+            {
+                "id": "shop",
+                "title": "The shop",
+                "items": [
+                    {
+                        "key": "parking",
+                        "title": "Parking?",
+                        "question": "Parking?",
+                        "answer": "Behind the shop.",
+                    }
+                ],
+            }
+        ],
+    }
+    bot = client.post(BASE, json=wa_payload(funnel=funnel), headers=h).json()
+    assert bot["template"] is None  # an own funnel, not a template
+    res = client.put(
+        f"{BASE}/{bot['id']}", json={"template": "documents", "business": SHOP}, headers=h
+    )
+    assert res.status_code == 200, res.text
+    assert res.json()["funnel"]["faq"]["sections"][0]["id"] == "shop"
+    assert "faq:menu" in [b["action"] for b in res.json()["funnel"]["welcome"]]

@@ -160,3 +160,49 @@ def test_a_business_without_a_currency_never_gets_roubles() -> None:
         funnel = render_template("leads", {"name": "Shop", "language": language})
         assert funnel["currency"] != "₽"
         assert "₽" not in json.dumps(funnel, ensure_ascii=False)
+
+
+def test_a_bots_own_faq_is_kept_and_offered_in_the_menu() -> None:
+    faq = {
+        "menu_text": "*Questions*",
+        "section_text": "*{section}*",
+        "sections": [
+            {
+                "id": "shop",
+                "title": "The shop",
+                "items": [
+                    {
+                        "key": "parking",
+                        "title": "Parking?",
+                        "question": "Is there parking?",
+                        "answer": "Behind the shop.",
+                    }
+                ],
+            }
+        ],
+    }
+    funnel = render_template("documents", SHOP, faq=faq)
+    assert funnel["faq"]["sections"][0]["items"][0]["answer"] == "Behind the shop."
+    assert [b["action"] for b in funnel["welcome"]] == [
+        "sales:show:ask",
+        "faq:menu",
+        "sales:manager",
+    ]
+    # an FAQ whose buttons point at screens the template has not is left out
+    broken = {
+        **faq,
+        "sections": [
+            {
+                **faq["sections"][0],
+                "items": [
+                    {
+                        **faq["sections"][0]["items"][0],
+                        "buttons": [{"title": "Go", "action": "sales:gpu"}],
+                    }
+                ],
+            }
+        ],
+    }
+    funnel = render_template("documents", SHOP, faq=broken)
+    assert funnel["faq"] is None
+    assert "faq:menu" not in [b["action"] for b in funnel["welcome"]]
