@@ -169,6 +169,8 @@ class BotReader:
         note, ``rate_limited:notice``/``rate_limited:silent``), so the bot did not answer it.
         ``unanswered``: nothing was sent to them (or every send failed) since their latest
         message; also while a reply is still on its way.
+        ``with_person``: a person has the conversation or was asked for (ownership ``human``
+        or ``pending``): the bot does not answer them (see the Desk).
         """
         arg: int | str
         if user_id is None:
@@ -200,6 +202,12 @@ class BotReader:
         ).fetchone()
         if answered is None:
             flags.append("unanswered")
+        if user_id is not None and self.version >= HANDOVERS_VERSION:
+            owner = self.conn.execute(
+                "SELECT ownership FROM users WHERE id = ?", (user_id,)
+            ).fetchone()
+            if owner is not None and owner["ownership"] != "bot":
+                flags.append("with_person")
         return flags
 
     def conversation(

@@ -98,6 +98,10 @@ def test_list_is_scoped_per_user_and_filters_by_status(
     assert row["customer_name"] == "Ana"
     assert row["customer_key"] == "+48600100200"
     assert row["bot_name"] == "Alice Shop"
+    convo = client.get(
+        f"{BASE}/{desk['alice_bot']}/conversations", headers=actors.headers["alice"]
+    )
+    assert convo.json()[0]["flags"] == ["unanswered", "with_person"]
     counts = client.get("/admin/handovers/count", headers=actors.headers["admin"]).json()
     assert counts == {"pending": 1, "active": 1}
     assert client.get("/admin/handovers/count", headers=actors.headers["bob"]).json() == {
