@@ -253,3 +253,100 @@ def test_the_media_player_needs_a_bot_wired_to_the_sandbox(
     )  # fmt: skip
     assert got.status_code == 409
     assert "sandbox" in got.json()["detail"]
+
+
+# ---------------------------------------------------------------- the UI routes, abused
+
+
+def _as_browser(client: TestClient, headers: dict[str, str]) -> dict[str, str]:
+    """Sign ``client`` in with the token of ``headers`` as a session cookie; the CSRF header."""
+    cookie = headers["Authorization"].removeprefix("Bearer ")
+    client.cookies.set(SESSION_COOKIE, cookie)
+    return {"X-CSRF-Token": csrf_token(TEST_SECRET_KEY, cookie), "HX-Request": "true"}
+
+
+def test_knowledge_deletion_in_the_ui_is_refused_to_guests_and_other_users(
+    client: TestClient, actors: Actors
+) -> None:
+    res = client.post(
+        "/admin/knowledge", json={"name": "Alice facts"}, headers=actors.headers["alice"]
+    )
+    assert res.status_code == 201, res.text
+    kb = res.json()["id"]
+    try:
+        for who in ("bob", "gary"):
+            h = _as_browser(client, actors.headers[who])
+            page = client.post(f"/ui/knowledge/{kb}/delete", headers=h)
+            assert page.status_code == 200  # htmx swaps only 2xx: the error is shown in place
+            assert 'class="alert error"' in page.text, who
+            page = client.post(f"/ui/knowledge/{kb}/documents/doc1/delete", headers=h)
+            assert page.status_code == 200
+            assert 'class="alert error"' in page.text, who
+        h = _as_browser(client, actors.headers["alice"])
+        for bad in ("x" * 65, "a.b", "a%20b"):
+            page = client.post(f"/ui/knowledge/{kb}/documents/{bad}/delete", headers=h)
+            assert page.status_code in (200, 404, 422), (bad, page.status_code)
+            assert "Traceback" not in page.text
+        page = client.post("/ui/knowledge/no-such-kb/delete", headers=h)
+        assert page.status_code == 200
+        assert 'class="alert error"' in page.text
+        # without the CSRF token a cookie session cannot delete anything
+        refused = client.post(f"/ui/knowledge/{kb}/delete", headers={"HX-Request": "true"})
+        assert refused.status_code == 403
+    finally:
+        client.cookies.clear()
+    assert client.get(f"/admin/knowledge/{kb}", headers=actors.headers["admin"]).status_code == 200
+    h = _as_browser(client, actors.headers["alice"])
+    try:
+        page = client.post(f"/ui/knowledge/{kb}/delete", headers=h)
+        assert "Deleted the knowledge base “Alice facts”" in page.text
+    finally:
+        client.cookies.clear()
+    assert client.get(f"/admin/knowledge/{kb}", headers=actors.headers["admin"]).status_code == 404
+
+
+def test_the_account_page_changes_the_password_and_keeps_the_browser_signed_in(
+    client: TestClient, guest: dict[str, str]
+) -> None:
+    h = _as_browser(client, guest)
+    try:
+        wrong = client.post(
+            "/ui/account/password",
+            data={"current_password": "nope", "new_password": NEWER, "repeat_password": NEWER},
+            headers=h,
+        )
+        assert wrong.status_code == 200
+        assert "Your current password is not right." in wrong.text
+        weak = client.post(
+            "/ui/account/password",
+            data={"current_password": STRONG, "new_password": "password123",
+                  "repeat_password": "password123"},
+            headers=h,
+        )  # fmt: skip
+        assert "too easy to guess" in weak.text
+        huge = client.post(
+            "/ui/account/password",
+            data={"current_password": STRONG, "new_password": "y" * 5000,
+                  "repeat_password": "y" * 5000},
+            headers=h,
+        )  # fmt: skip
+        assert huge.status_code == 200
+        assert "256" in huge.text
+        ok = client.post(
+            "/ui/account/password",
+            data={"current_password": STRONG, "new_password": NEWER, "repeat_password": NEWER},
+            headers=h,
+        )
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["HX-Redirect"] == "/account?changed=1"
+        fresh = ok.cookies.get(SESSION_COOKIE)
+        assert fresh
+        assert fresh != guest["Authorization"].removeprefix("Bearer ")
+        assert STRONG not in ok.text
+        assert NEWER not in ok.text
+        page = client.get("/account?changed=1")
+        assert page.status_code == 200
+        assert "Password changed" in page.text
+    finally:
+        client.cookies.clear()
+    assert client.get("/auth/me", headers=guest).status_code == 401
