@@ -24,7 +24,7 @@ STRONG = "tulip-orbit-harbor-91-quiet"
 NEWER = "granite-lantern-violet-47-moss"
 
 
-def _token(client: TestClient, username: str, password: str) -> httpx.Response:
+def _token(client: TestClient, username: str, password: str) -> Any:
     return client.post("/auth/token", data={"username": username, "password": password})
 
 
