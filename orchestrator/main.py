@@ -57,7 +57,7 @@ from orchestrator.internal import ai_routes as internal_ai_routes
 from orchestrator.internal import routes as internal_routes
 from orchestrator.security import SecretBox
 from orchestrator.settings import Settings
-from orchestrator.supervisor import Spawner, Supervisor
+from orchestrator.supervisor import Spawner, Supervisor, SupervisorError
 from orchestrator.supervisor.leader import LeaderElector
 from orchestrator.version import version_info
 from shared.channels import registry as channel_registry
@@ -220,6 +220,11 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, settings=settings, engine=engine)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware, metrics=metrics)
+
+    @app.exception_handler(SupervisorError)
+    async def _supervisor_error(_request: Request, exc: SupervisorError) -> JSONResponse:
+        # What the supervisor could not do (e.g. the Kubernetes API is unreachable: 503).
+        return JSONResponse(status_code=exc.status, content={"detail": exc.message})
 
     @app.exception_handler(FieldError)
     async def _field_error(_request: Request, exc: FieldError) -> JSONResponse:

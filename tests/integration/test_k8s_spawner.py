@@ -690,3 +690,35 @@ async def test_tokens_in_the_secrets_are_kept_fresh_without_touching_the_pods(
     assert standin.get("pods", f"{name}-0")["metadata"]["uid"] == uid  # type: ignore[index]
     await fleet.sup.stop("fresh", "sms")
     assert await fleet.sup.refresh_cluster_secrets() == 0  # a stopped bot needs none
+
+
+def test_an_unreachable_kubernetes_api_is_a_503_with_the_reason_not_a_500(
+    tmp_path: Path, sqlite_url: str, standin: KubeStandIn
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from orchestrator.main import create_app
+    from tests.conftest import Actors
+
+    settings = k8s_settings(
+        tmp_path, sqlite_url, standin, ai_embedding_model_path=tmp_path / "no-model"
+    )
+    with TestClient(create_app(settings)) as client:
+        h = Actors(client).add("admin", "admin")
+        bot = client.post("/admin/sms/instances", json={"name": "Down"}, headers=h).json()
+        base = f"/admin/sms/instances/{bot['id']}"
+        assert client.post(f"{base}/start", headers=h).status_code == 200
+        standin.stop()
+        for method, path in (
+            ("POST", f"{base}/stop"),
+            ("POST", f"{base}/restart"),
+            ("DELETE", base),
+        ):
+            res = client.request(method, path, headers=h)
+            assert res.status_code == 503, (path, res.text)
+            assert res.json()["detail"].startswith("Kubernetes API unreachable")
+        # The bot was not deleted from the store while its objects may still exist.
+        assert client.get(base, headers=h).status_code == 200
+        # Logs explain instead of failing.
+        logs = client.get(f"{base}/logs", headers=h).json()["lines"]
+        assert logs == ["(Kubernetes API unreachable: MaxRetryError)"]
