@@ -3,7 +3,8 @@ timeouts for slow bodies, slow headers and idle keep-alive connections.
 
 Every request body is capped at ``FLOTILLA_MAX_BODY_BYTES`` (1 MiB). Only these routes take more:
 
-* knowledge-base document uploads (API and UI) — ``FLOTILLA_AI_MAX_UPLOAD_BYTES`` — and
+* knowledge-base document uploads (API and UI, and the setup flow's documents together) —
+  ``FLOTILLA_AI_MAX_UPLOAD_BYTES`` — and
   imports — ``FLOTILLA_AI_MAX_IMPORT_BYTES`` — plus a little room for the multipart framing.
   Before a byte of such a body is read, the request must carry the admin token (bearer or
   session cookie) of an active non-guest user, else 401/403;
@@ -50,6 +51,7 @@ CLOSE = {"Connection": "close"}
 
 _KB_UPLOAD = re.compile(r"^/admin/knowledge/[^/]+/documents/?$")
 _UI_KB_UPLOAD = re.compile(r"^/ui/knowledge/[^/]+/upload/?$")
+_UI_SETUP = re.compile(r"^/ui/setup/?$")  # the setup flow's documents, together
 _KB_IMPORT = re.compile(r"^/admin/knowledge/import/?$")
 
 
@@ -83,7 +85,7 @@ def body_rule(settings: Settings, method: str, path: str) -> BodyRule:
     if method == "POST":
         if _KB_IMPORT.match(path):
             return BodyRule(settings.ai.max_import_bytes + MULTIPART_MARGIN, needs_writer=True)
-        if _KB_UPLOAD.match(path) or _UI_KB_UPLOAD.match(path):
+        if _KB_UPLOAD.match(path) or _UI_KB_UPLOAD.match(path) or _UI_SETUP.match(path):
             return BodyRule(settings.ai.max_upload_bytes + MULTIPART_MARGIN, needs_writer=True)
         if path.rstrip("/") == "/internal/stt":
             return BodyRule(MAX_AUDIO_BYTES + MULTIPART_MARGIN, needs_bot=True)

@@ -142,3 +142,21 @@ def test_guests_other_owners_and_forged_posts_change_nothing(
         for b in browser.get("/admin/sms/instances", headers=actors.headers["admin"]).json()
     ]
     assert names == ["Corner Café"]
+
+
+def test_the_setup_form_takes_documents_past_the_json_limit_only_from_writers(
+    browser: TestClient, actors: Actors
+) -> None:
+    from orchestrator.api.limits import body_rule
+
+    settings = browser.app.state.settings  # type: ignore[attr-defined]
+    rule = body_rule(settings, "POST", "/ui/setup")
+    assert rule.limit > settings.ai.max_upload_bytes > settings.max_body_bytes
+    assert rule.needs_writer
+    big = [("documents", ("big.md", b"x" * (settings.max_body_bytes + 10), "text/markdown"))]
+    guest = _signed_in(browser, actors, "gary")
+    res = browser.post("/ui/setup", data=GOOD, files=big, headers=guest)
+    assert res.status_code == 403  # refused before the body is read
+    browser.cookies.clear()
+    res = browser.post("/ui/setup", data=GOOD, files=big, headers={"HX-Request": "true"})
+    assert res.status_code == 401
