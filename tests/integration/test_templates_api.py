@@ -66,6 +66,9 @@ def test_bad_preview_input(client, actors) -> None:
         headers=h,
     )
     assert "is not a time zone" in res.text
+    huge = {"business": {"about": "x" * (2 * 1024 * 1024)}}  # past the 1 MiB body limit
+    res = client.post("/admin/templates/documents/preview", json=huge, headers=h)
+    assert res.status_code == 413
 
 
 def test_a_bot_without_a_funnel_answers_for_itself(client, actors, wa_payload) -> None:
