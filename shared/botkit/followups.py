@@ -230,7 +230,8 @@ def _schedule_touch(ctx: BotContext, sequence_id: int, touch: int, due: datetime
 
 
 def job_kind(ctx: BotContext) -> JobKind:
-    """The ``followup`` job kind of a running bot."""
+    """The ``followup`` job kind of a running bot (paced by the channel's
+    ``messages_per_second``)."""
 
     async def action(job: Job) -> Outcome:
         return touch_action(ctx, job)
@@ -241,7 +242,8 @@ def job_kind(ctx: BotContext) -> JobKind:
         ctx.store.followup_stop(sequence_id, reason, now=ctx.clock())
 
     return JobKind(KIND, action, stale_after=STALE_AFTER, max_attempts=5,
-                   base_delay_s=60.0, max_delay_s=3600.0, on_give_up=give_up)
+                   base_delay_s=60.0, max_delay_s=3600.0, on_give_up=give_up,
+                   per_second=ctx.channel.capabilities.messages_per_second)
 
 
 def touch_action(ctx: BotContext, job: Job) -> Outcome:

@@ -38,6 +38,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -172,6 +173,9 @@ class JobKind:
         on_give_up: writes to commit with a job's end when it will not run any more: skipped
             as stale (``why = "stale"``) or failed after its last attempt (``"failed"``); the
             follow-ups end the sequence, so nothing waits for a touch that will never come.
+        per_second: at most this many jobs of the kind fired per second (the channel's
+            sending pace from its manifest, so 1,000 touches due at once do not hit the
+            provider's rate limit); ``None``: no pacing.
     """
 
     name: str
@@ -181,6 +185,7 @@ class JobKind:
     base_delay_s: float = 60.0
     max_delay_s: float = 3600.0
     on_give_up: Callable[[Job, str], None] | None = None
+    per_second: float | None = None
 
 
 class Scheduler:
@@ -206,6 +211,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._stopping = False
         self.fired = 0
+        self._next_slot: dict[str, float] = {}
         #: Called after each job's final status is committed (the bot wakes its outbox).
         self.after_commit: Callable[[], None] | None = None
 
@@ -294,6 +300,7 @@ class Scheduler:
             for job in batch:
                 if (limit is not None and fired >= limit) or self._stopping:
                     return fired
+                await self._pace(job.kind)
                 if await self.fire(job):
                     fired += 1
                     progressed += 1
@@ -301,6 +308,17 @@ class Scheduler:
             if not progressed:
                 break
         return fired
+
+    async def _pace(self, name: str) -> None:
+        """Wait for the kind's next sending slot (``JobKind.per_second``; real time)."""
+        kind = self.kinds.get(name)
+        if kind is None or not kind.per_second or kind.per_second <= 0:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(name, now))
+        self._next_slot[name] = slot + 1.0 / kind.per_second
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     # -- one job ----------------------------------------------------------------------------
 

@@ -182,9 +182,13 @@ async def test_touches_stop_on_answer_and_opt_out(bot: Bot) -> None:
         await bot.clock_to(hours)
         texts = await bot.wait_texts(SILENT, number + 1)
         assert texts[1:] == [f"touch {n}" for n in range(1, number + 1)]
+        if number <= 2:
+            # the second lead's touch is due at the same moment; an SMS number sends 1
+            # message/s, so it goes out a second later (paced): wait for it before moving on
+            got = await bot.wait_texts(ANSWERS, number + 1)
+            assert got[1:] == [f"touch {n}" for n in range(1, number + 1)]
         if number == 2:
             # the second lead answers after touch 2
-            assert (await bot.texts(ANSWERS))[1:] == ["touch 1", "touch 2"]
             await bot.say(ANSWERS, "sorry, busy this week")
             assert len(await bot.wait_texts(ANSWERS, 4)) == 4  # the bot's reply
             state = await bot.followups(ANSWERS)

@@ -428,3 +428,31 @@ async def test_give_up_hook_commits_with_the_final_status(db: Path) -> None:
     assert sorted(seen) == sorted([(failed, "failed"), (stale, "stale")])
     assert store.job_by_key(f"m:{failed}") is not None
     assert store.job_by_key(f"m:{stale}") is not None
+
+
+async def test_paced_kind_fires_no_faster_than_its_rate(db: Path) -> None:
+    """``per_second`` (the channel's sending pace) spreads jobs due together over time."""
+    import time
+
+    clock = FakeClock(T0)
+    store = BotStore.open(db)
+    fired_at: list[float] = []
+
+    async def action(job: Job) -> Outcome:
+        fired_at.append(time.monotonic())
+        return Outcome.done()
+
+    scheduler = Scheduler(store, clock)
+    scheduler.register(JobKind("paced", action, per_second=20.0))
+    scheduler.register(JobKind("free", action))
+    for _ in range(5):
+        scheduler.add("paced", T0)
+    assert await scheduler.run_due() == 5
+    gaps = [b - a for a, b in zip(fired_at, fired_at[1:], strict=False)]
+    assert min(gaps) >= 0.045  # 1/20 s apart (a little timer slack)
+    fired_at.clear()
+    for _ in range(5):
+        scheduler.add("free", T0)
+    started = time.monotonic()
+    assert await scheduler.run_due() == 5
+    assert time.monotonic() - started < 0.2  # an unpaced kind is not slowed down
