@@ -4,6 +4,7 @@ filled, the neutral ones carry nothing of the seed-004 business, user values are
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -206,3 +207,45 @@ def test_a_bots_own_faq_is_kept_and_offered_in_the_menu() -> None:
     funnel = render_template("documents", SHOP, faq=broken)
     assert funnel["faq"] is None
     assert "faq:menu" not in [b["action"] for b in funnel["welcome"]]
+
+
+# --- the rendered templates walked through the real router, as a customer would -----------
+
+
+def _chat(template_id: str, language: str = "en") -> Any:
+    from tests.unit.test_funnel_routing import Chat
+
+    return Chat(load_funnel(render_template(template_id, {**SHOP, "language": language})), "Ann")
+
+
+def test_documents_greets_by_both_names_offers_questions_and_a_person() -> None:
+    from tests.unit.test_funnel_routing import text_of, titles
+
+    chat = _chat("documents")
+    hello = chat.say("hi")
+    assert "Hello, Ann!" in text_of(hello)  # the customer's profile name, as before
+    assert "assistant of *Maple Leaf Books*" in text_of(hello)
+    assert titles(hello) == ["Ask a question", "Talk to a person"]
+    ask = chat.press_title("Ask a question")
+    assert "Just type your question" in text_of(ask)
+    person = chat.press_title("Talk to a person")
+    assert "Tue–Sun 10:00–18:00" in text_of(person)
+    assert any(e.type == "manager_requested" for e in person.events)
+    ru = _chat("documents", "ru").say("привет")
+    assert "Здравствуйте, Ann!" in text_of(ru)
+
+
+def test_leads_asks_three_questions_then_hands_over() -> None:
+    from tests.unit.test_funnel_routing import text_of
+
+    chat = _chat("leads")
+    chat.say("hi")
+    first = chat.press_title("Tell us your request")
+    assert "What do you need?" in text_of(first)
+    assert "budget" in text_of(chat.say("A gift for my mother"))
+    assert "When do you need it?" in text_of(chat.say("About 40 CAD"))
+    done = chat.say("This week")
+    assert "a person will contact you" in text_of(done)
+    finished = [e for e in done.events if e.type == "discovery_done"]
+    assert finished
+    assert finished[0].data["discovery"]["lead_budget"] == "About 40 CAD"
