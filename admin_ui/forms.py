@@ -170,6 +170,7 @@ TABS: list[tuple[str, str, bool]] = [
     ("funnel", "Funnel", True),
     ("knowledge", "Knowledge", True),
     ("followups", "Follow-ups", False),
+    ("handoff", "Handoff", False),
     ("logs", "Logs", False),
     ("conversations", "Conversations", False),
     ("chat", "Test chat", False),

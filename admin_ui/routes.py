@@ -23,6 +23,7 @@ from admin_ui.pages import (
     desk,
     fleet,
     followups,
+    handoff,
     instances_tabs,
     knowledge,
     setup,
@@ -35,4 +36,5 @@ router = APIRouter(include_in_schema=False)
 for _page in (auth, account, bots, setup, instances_tabs, conversations, fleet, users, knowledge):
     router.include_router(_page.router)
 router.include_router(desk.router)  # the handoff Desk (issue 13)
+router.include_router(handoff.router)  # a bot's Handoff tab (issue 13)
 router.include_router(followups.router)  # follow-up settings and a conversation's panel (14)

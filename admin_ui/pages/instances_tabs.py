@@ -16,6 +16,7 @@ from admin_ui.common import UiUser, UserDep, channels_of, fleet, log_line, rende
 from admin_ui.forms import TAB_NAMES, display_value, fields_for, parse_form
 from admin_ui.pages.conversations import chat_tab, conversations_tab
 from admin_ui.pages.followups import followups_tab
+from admin_ui.pages.handoff import handoff_tab
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,6 +72,8 @@ async def _tab_context(
         ctx.update(await chat_tab(request, api, bot))
     elif tab == "followups":
         ctx.update(followups_tab(bot))
+    elif tab == "handoff":
+        ctx.update(handoff_tab(bot))
     return ctx
 
 

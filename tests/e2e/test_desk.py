@@ -154,3 +154,41 @@ def test_guest_sees_the_desk_without_controls(
     res = orch.api("POST", f"/admin/whatsapp/instances/{bot['id']}/handovers/{hid}/take")
     assert res.status_code == 200, res.text
     expect(page.get_by_test_id("panel-status")).to_have_text("taken by admin", timeout=10_000)
+
+
+def test_the_handoff_tab_sets_what_the_customer_is_told(
+    new_page: Any, orch: OrchestratorProcess, bot: dict[str, Any]
+) -> None:
+    page = new_page()
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot['id']}/handoff")
+    form = page.locator("#handoff-form")
+    expect(form.locator("#ho-t-ask_for_person")).to_be_checked()
+    # A bad number is refused in place, nothing saved.
+    form.locator("#ho-timeout").fill("0")
+    form.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("handoff-error")).to_contain_text("more than 0 minutes")
+    form = page.locator("#handoff-form")
+    form.locator("#ho-timeout").fill("45")
+    form.locator("#ho-renotify").fill("15")
+    form.locator("#ho-ack").fill("Someone from Desk Shop will write to you here.")
+    form.locator("#ho-t-frustration").uncheck()
+    form.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("handoff-saved")).to_be_visible()
+    shot(page, "handoff-tab")
+    stored = orch.api("GET", f"/admin/whatsapp/instances/{bot['id']}").json()["handoff"]
+    assert stored["triggers"]["frustration"] is False
+    assert stored["renotify_minutes"] == 15
+    assert stored["pending_timeout_minutes"] == 45
+    assert stored["hours"] is None
+    # A running bot uses it at once.
+    phone = "+15550100883"
+    _say(orch, bot["id"], phone, "Can I talk to your manager?")
+    _wait_sent(orch, phone, "Someone from Desk Shop will write to you here.")
+
+    guest = new_page()
+    login(guest, "gus", "gus-password-1")
+    guest.goto(f"/bots/whatsapp/{bot['id']}/handoff")
+    expect(guest.locator("#ho-enabled")).to_be_disabled()
+    expect(guest.locator("#ho-ack")).to_be_disabled()
+    expect(guest.locator("#handoff-form").get_by_role("button", name="Save")).to_have_count(0)
