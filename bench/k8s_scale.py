@@ -1,7 +1,7 @@
 """Orchestrator cost of N bots on Kubernetes, measured against the API stand-in
 (tests/support/k8s_standin.py, in a process of its own so its CPU is not counted).
 
-    .venv/bin/python -m bench.k8s_scale 100 1000      # → bench/results/k8s_scale.json
+    python -m bench --only k8s          # (part of make bench) → bench/results/k8s.json
 
 For each N: the orchestrator process's CPU seconds and RSS to start N bots (StatefulSet,
 Service, Secret each) until the pod watch reports them all running; the CPU per watch event
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -26,8 +25,9 @@ from typing import Any
 import psutil
 from sqlmodel import Session
 
+from bench.common import goal, write_result
+
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "bench" / "results" / "k8s_scale.json"
 
 STANDIN = """
 import sys, time
@@ -176,30 +176,49 @@ async def measure(n: int) -> dict[str, Any]:
         proc.wait()
 
 
-def main(argv: list[str]) -> int:
-    sizes = [int(a) for a in argv] or [100, 1000]
+def run(quick: bool) -> dict[str, Any]:
+    """``python -m bench --only k8s``: 100 and 1,000 bots (quick: 20 and 100)."""
+    sizes = [20, 100] if quick else [100, 1000]
     results = []
     for n in sizes:
-        # A fresh interpreter per size would be cleaner; one process keeps this short. The
-        # larger size runs last, so its "before" RSS includes the smaller run's leftovers.
         results.append(asyncio.run(measure(n)))
-        print(json.dumps(results[-1]), flush=True)  # noqa: T201
-    load = os.getloadavg()
-    OUT.write_text(
-        json.dumps(
-            {
-                "what": __doc__,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "loadavg_at_end": [round(x, 2) for x in load],
-                    "python": sys.version.split()[0],
-                },
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+        print(f"   {json.dumps(results[-1])}", flush=True)  # noqa: T201
+    big = results[-1]
+    per_1000 = 1000 / big["bots"]
+    rss_growth = round((big["rss_mb_running"] - big["rss_mb_before"]) * per_1000, 1)
+    return {
+        "setup": {
+            "what": __doc__,
+            "note": "the stand-in runs in its own process; the numbers are the orchestrator's",
+        },
+        "parameters": {"bots": sizes},
+        "results": results,
+        "goals": [
+            goal("orchestrator memory per 1,000 bots", rss_growth, "<=", 100.0, "MB"),
+            goal(
+                f"orchestrator idle CPU with {big['bots']} bots",
+                big["idle_cpu_pct_of_core"],
+                "<=",
+                5.0,
+                "%",
+            ),
+            goal(
+                "orchestrator CPU per watch event",
+                big["cpu_us_per_watch_event"] / 1000,
+                "<=",
+                5.0,
+                "ms",
+            ),
+        ],
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.k8s_scale [--quick]``: run and write ``bench/results/k8s.json``."""
+    quick = "--quick" in argv
+    started = time.monotonic()
+    path = write_result("k8s", run(quick), quick=quick, started=started)
+    print(f"wrote {path.relative_to(REPO)}")  # noqa: T201
     return 0
 
 

@@ -400,6 +400,29 @@ def render_reliability(results: dict[str, dict[str, Any]]) -> str:
     return f"{summary}\n\n_{note}._\n\n{details}"
 
 
+def render_k8s(doc: dict[str, Any]) -> str:
+    """One row per fleet size: the orchestrator's own cost with bots on Kubernetes."""
+    rows = [
+        [
+            fmt(r.get("bots"), 0),
+            fmt(r.get("start_cpu_ms_per_bot"), 2),
+            fmt(r.get("start_all_s"), 2),
+            f"{fmt(r.get('rss_mb_before'))} → {fmt(r.get('rss_mb_running'))}",
+            fmt(r.get("idle_cpu_pct_of_core"), 2),
+            fmt(r.get("cpu_us_per_watch_event"), 0),
+            fmt(r.get("fleet_status_read_ms"), 2),
+        ]
+        for r in doc.get("results") or []
+    ]
+    if not rows:
+        return ""
+    return table(
+        ["bots", "start CPU ms/bot", "start all (s)", "RSS MB before → running",
+         "idle CPU % of a core", "CPU µs per watch event", "fleet status read (ms)"],
+        rows,
+    )
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "webhook": ("Webhook: acknowledgement and inbound → reply (issue 4)", render_webhook),
     "webhook_compare": ("Before/after the channel registry and decision step (same run)",
@@ -407,6 +430,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "fleet": ("Fleet: 100 bots (issue 3)", render_fleet),
     "ai": ("AI backends (`bench/ai_bench.py`)", render_ai),
     "answers": ("Answers from documents (`bench/answer_eval.py`, issue 12)", render_answers),
+    "k8s": ("Kubernetes: orchestrator cost with bots on the API stand-in (issue 17)",
+            render_k8s),
 }
 
 
