@@ -71,6 +71,7 @@ def test_setup_flow_makes_a_bot_that_answers_from_its_document(
     expect(form.locator("input[name=sandbox]")).to_be_checked()  # practice mode by default
     expect(form.locator("input[name=template][value=documents]")).to_be_checked()
     form.locator("input[name=documents]").set_input_files(str(doc))
+    assert "Private AI" not in page.locator("body").inner_text()  # not even the sales example
     shot(page, "setup-form")
 
     # A bad time zone comes back at its field, with the values kept.
