@@ -5,6 +5,7 @@ durable scheduler with a test clock. Real inbox/outbox against the sandbox Graph
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +378,24 @@ async def test_a_request_the_orchestrator_recognised_is_an_ask_for_person(h: Har
     await say(h, "Is there somebody real I could chat with?", phone="+15550100002")
     assert len(ho.list_handovers(h.ctx.store)) == 1
     assert await texts(h, "15550100002") == ["A colleague will get back to you shortly."]
+
+
+async def test_a_pending_handover_still_expires_after_the_bot_restarts(tmp_path: Path) -> None:
+    """The timeouts are durable jobs: a bot stopped (or killed) with a pending handover expires
+    it after the restart, with the same database."""
+    async for first in make_harness(tmp_path, control_key=KEY):
+        first.ctx.apply_config({**first.ctx.config, "handoff": {"pending_timeout_minutes": 20}})
+        await say(first, "operator please")
+        handover = only_handover(first)
+        started = first.clock()
+    async for second in make_harness(tmp_path, control_key=KEY):
+        second.ctx.apply_config({**second.ctx.config, "handoff": {"pending_timeout_minutes": 20}})
+        assert second.ctx.scheduler is not None
+        second.ctx.scheduler.recover()
+        second.clock.now = started + timedelta(minutes=25)
+        await _run_due(second)
+        expired = ho.get(second.ctx.store, handover.id)
+        assert expired is not None
+        assert expired.status == "expired"
+        assert await texts(second) == [DEFAULT_EXPIRED_TEXT]
+        consistent(second)
