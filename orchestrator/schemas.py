@@ -488,6 +488,7 @@ class InstanceFields(BaseModel):
     graph_api_version: str | None = Field(default=None, pattern=r"^v\d+\.\d+$")
     wa_template_name: str | None = Field(default=None, max_length=512)
     wa_template_language: str | None = Field(default=None, max_length=16)
+    wa_template_params: str | None = Field(default=None, max_length=2000)
     # SMS
     account_sid: str | None = Field(default=None, max_length=64)
     auth_token: str | None = Field(default=None, max_length=512)

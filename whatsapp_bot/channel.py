@@ -35,6 +35,29 @@ logger = logging.getLogger(__name__)
 DEFAULT_GRAPH_BASE_URL = "https://graph.facebook.com"
 DEFAULT_GRAPH_VERSION = "v21.0"
 
+#: What ``{name}`` becomes for a customer whose name is unknown (WhatsApp refuses empty
+#: template parameters).
+UNKNOWN_NAME = "there"
+#: Longest template parameter value sent (Meta's limit for a body parameter is 1,024).
+MAX_PARAM = 1024
+
+
+def template_params(lines: Any, customer: CustomerRef, reply: Reply) -> list[str]:
+    """The ``wa_template_params`` setting (one value per line) with ``{name}`` (the customer's
+    name) and ``{text}`` (the message the bot wanted to send) filled in; plain replacement, no
+    other placeholders are read."""
+    name = (customer.profile_name or "").strip() or UNKNOWN_NAME
+    text = str(getattr(reply, "text", "") or "").strip()
+    out: list[str] = []
+    for line in str(lines or "").splitlines():
+        value = line.strip()
+        if not value:
+            continue
+        value = value.replace("{name}", name).replace("{text}", text).strip() or UNKNOWN_NAME
+        out.append(value[:MAX_PARAM])
+    return out
+
+
 class WhatsAppChannel(ChannelSpec):
     """WhatsApp Cloud API: webhook, Graph adapter, 24-hour window, Meta's limits."""
 
@@ -105,8 +128,10 @@ class WhatsAppChannel(ChannelSpec):
         if not isinstance(adapter, SendsTemplates):
             raise SendError("this adapter cannot send templates", retryable=False)
         language = str(ctx.config.get("wa_template_language") or "en_US")
-        logger.info("24-hour window closed; sending template", extra={"template": name})
-        return await adapter.send_template(customer, name, language)
+        params = template_params(ctx.config.get("wa_template_params"), customer, reply)
+        logger.info("24-hour window closed; sending template",
+                    extra={"template": name, "params": len(params)})
+        return await adapter.send_template(customer, name, language, params or None)
 
     async def on_received(self, ctx: BotContext, message: InboundMessage) -> None:
         """Mark the message read (blue ticks) unless ``wa_mark_read`` is false."""

@@ -115,6 +115,16 @@ MANIFEST = ChannelManifest(
             help="The language code the template was approved in, like en_US or de_DE.",
             max_length=16,
         ),
+        ConfigField(
+            "wa_template_params",
+            "text",
+            "",
+            label="Template parameters",
+            help="One value per line for the template's {{1}}, {{2}}, … in order. {name} is "
+            "replaced by the customer's name and {text} by the message the bot wanted to send "
+            "(a reminder's text). Empty: the template has no parameters.",
+            max_length=2000,
+        ),
     ),
     identity_schemes=("phone", "bsuid", "parent_bsuid", "username"),
     capabilities=Capabilities(

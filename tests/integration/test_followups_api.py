@@ -188,3 +188,25 @@ def test_followups_rbac_and_abuse(
     assert "start it" in res.json()["detail"]
     # nothing changed in the file
     assert client.get(url, headers=actors.headers["alice"]).json()["sequence"]["active"]
+
+
+def test_whatsapp_template_parameters_are_a_setting(
+    client: TestClient, actors: Actors, wa_payload: Callable[..., dict[str, Any]]
+) -> None:
+    h = actors.headers["alice"]
+    bot = _bot(client, h, wa_payload())
+    assert client.get(f"{BASE}/{bot}", headers=h).json()["wa_template_params"] == ""
+    res = client.put(f"{BASE}/{bot}", headers=h, json={"wa_template_params": "Hi {name}\n{text}"})
+    assert res.status_code == 200, res.text
+    assert client.get(f"{BASE}/{bot}", headers=h).json()["wa_template_params"] == (
+        "Hi {name}\n{text}"
+    )
+    res = client.put(f"{BASE}/{bot}", headers=h, json={"wa_template_params": "x" * 2001})
+    assert res.status_code == 422, res.text
+    # an SMS bot has no such setting
+    sms = client.post("/admin/sms/instances", headers=h, json={"name": "Texts"})
+    assert sms.status_code == 201, sms.text
+    res = client.put(
+        f"/admin/sms/instances/{sms.json()['id']}", headers=h, json={"wa_template_params": "x"}
+    )
+    assert res.status_code == 422, res.text

@@ -116,7 +116,12 @@ async def run_bot(tmp_path: Path, kind: str) -> AsyncIterator[Bot]:
     if kind == "sms":
         orch.config = sms_config(sandbox, port)
     else:
-        orch.config = wa_config(f"{sandbox}/graph", port=port, wa_template_name="checkin_v1")
+        orch.config = wa_config(
+            f"{sandbox}/graph",
+            port=port,
+            wa_template_name="checkin_v1",
+            wa_template_params="{text}",
+        )
     orch.config["followups"] = FOLLOWUPS
     env = {
         **os.environ,
@@ -282,5 +287,10 @@ async def test_whatsapp_touches_outside_the_24_hour_window_use_the_template(
         assert len(sent) == 6
         assert [m["text"] for m in sent[1:]] == ["checkin_v1"] * 5
         assert {m["payload"]["type"] for m in sent[1:]} == {"template"}
+        # each template carries its touch's text as the body parameter
+        params = [
+            m["payload"]["template"]["components"][0]["parameters"][0]["text"] for m in sent[1:]
+        ]
+        assert params == [f"touch {n}" for n in range(1, 6)]
         state = await wa.followups(SILENT)
         assert state["sequences"][0]["status"] == "completed"

@@ -289,3 +289,56 @@ async def test_touch_past_its_staleness_ends_the_sequence(h: Harness) -> None:
     # the customer writes again later: the bot's answer starts a fresh sequence
     await say(h, "wamid.2", "back again")
     assert sequence(h)["active"] is True
+
+
+async def test_template_parameters_carry_the_name_and_the_touch_text(tmp_path: Path) -> None:
+    """Outside the window the template is sent with ``wa_template_params`` filled in."""
+    async for h in make_harness(
+        tmp_path,
+        followups=settings(),
+        wa_template_name="checkin_v1",
+        wa_template_params="Hi {name}!\n{text}\n\n",
+    ):
+        h.clock.now = T0
+        assert (
+            h.ctx.accept_inbound(
+                InboundMessage(
+                    "wamid.1",
+                    CustomerRef(phone=PHONE, profile_name="Ana"),
+                    text="hello",
+                    kind="text",
+                )
+            )
+            is not None
+        )
+        await h.settle()
+        await tick(h, T0 + timedelta(hours=24))
+        await tick(h, T0 + timedelta(hours=72))
+        sent = await h.sent(TO)
+        template = sent[-1]["payload"]["template"]
+        assert template["name"] == "checkin_v1"
+        assert template["components"] == [
+            {
+                "type": "body",
+                "parameters": [
+                    {"type": "text", "text": "Hi Ana!"},
+                    {"type": "text", "text": "touch 2"},
+                ],
+            }
+        ]
+
+
+def test_template_params_rendering() -> None:
+    from shared.channels.base import TextReply
+    from whatsapp_bot.channel import template_params
+
+    nameless = CustomerRef(phone=PHONE)
+    assert template_params("Hi {name}\n{text}", nameless, TextReply("touch 1")) == [
+        "Hi there",
+        "touch 1",
+    ]
+    assert template_params("", nameless, TextReply("x")) == []
+    assert template_params(None, nameless, TextReply("x")) == []
+    # other braces stay as they are (no format-string evaluation)
+    assert template_params("{0.__class__} {text}", nameless, TextReply("t")) == ["{0.__class__} t"]
+    assert template_params("{text}", nameless, TextReply("y" * 5000)) == ["y" * 1024]
