@@ -158,9 +158,20 @@ class BotReader:
                     "last_status": last["status"],
                     "last_at": last["created_at"],
                     "flags": self.flags(last["user_id"], last["customer"]),
+                    "conversation": self.lifecycle(last["user_id"]),
                 }
             )
         return out
+
+    def lifecycle(self, user_id: int | None) -> str:
+        """``open`` or ``closed`` (closed after the bot's idle time, reopened by the customer's
+        next message; files from before the handoff migration are all ``open``)."""
+        if user_id is None or self.version < HANDOVERS_VERSION:
+            return "open"
+        row = self.conn.execute(
+            "SELECT conversation FROM users WHERE id = ?", (user_id,)
+        ).fetchone()
+        return str(row["conversation"]) if row is not None else "open"
 
     def flags(self, user_id: int | None, customer_key: str) -> list[str]:
         """What needs an operator's eye about a customer (the Conversations list shows it).

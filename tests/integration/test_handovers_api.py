@@ -61,6 +61,7 @@ def _handover(path: Path, phone: str, *, take: str | None = None) -> int:
         )
         if take:
             ho.take(store, h.id, assignee=take, now=T0)
+            ho.set_conversation(store, user.id, "closed", now=T0)  # (lifecycle is separate)
         return h.id
     finally:
         store.close()
@@ -102,6 +103,9 @@ def test_list_is_scoped_per_user_and_filters_by_status(
         f"{BASE}/{desk['alice_bot']}/conversations", headers=actors.headers["alice"]
     )
     assert convo.json()[0]["flags"] == ["unanswered", "with_person"]
+    assert convo.json()[0]["conversation"] == "open"
+    bobs = client.get(f"{BASE}/{desk['bob_bot']}/conversations", headers=actors.headers["bob"])
+    assert bobs.json()[0]["conversation"] == "closed"
     counts = client.get("/admin/handovers/count", headers=actors.headers["admin"]).json()
     assert counts == {"pending": 1, "active": 1}
     assert client.get("/admin/handovers/count", headers=actors.headers["bob"]).json() == {
