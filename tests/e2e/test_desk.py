@@ -154,6 +154,10 @@ def test_guest_sees_the_desk_without_controls(
     res = orch.api("POST", f"/admin/whatsapp/instances/{bot['id']}/handovers/{hid}/take")
     assert res.status_code == 200, res.text
     expect(page.get_by_test_id("panel-status")).to_have_text("taken by admin", timeout=10_000)
+    # The Conversations tab marks the customer a person has.
+    page.goto(f"/bots/whatsapp/{bot['id']}/conversations")
+    row = page.locator(".customer", has_text=OTHER)
+    expect(row.get_by_test_id("flag-with_person")).to_have_text("with a person")
 
 
 def test_the_handoff_tab_sets_what_the_customer_is_told(
