@@ -315,10 +315,11 @@ class Scheduler:
         if kind is None or not kind.per_second or kind.per_second <= 0:
             return
         now = time.monotonic()
-        slot = max(now, self._next_slot.get(name, now))
-        self._next_slot[name] = slot + 1.0 / kind.per_second
+        slot = self._next_slot.get(name, now)
         if slot > now:
             await asyncio.sleep(slot - now)
+        # counted from when this job really goes, so a late one is no reason for a burst
+        self._next_slot[name] = time.monotonic() + 1.0 / kind.per_second
 
     # -- one job ----------------------------------------------------------------------------
 

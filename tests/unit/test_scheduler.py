@@ -449,7 +449,9 @@ async def test_paced_kind_fires_no_faster_than_its_rate(db: Path) -> None:
         scheduler.add("paced", T0)
     assert await scheduler.run_due() == 5
     gaps = [b - a for a, b in zip(fired_at, fired_at[1:], strict=False)]
-    assert min(gaps) >= 0.045  # 1/20 s apart (a little timer slack)
+    # 1/20 s apart; some slack for the claim's commit time on a busy machine
+    assert min(gaps) >= 0.03, gaps
+    assert fired_at[-1] - fired_at[0] >= 0.19, gaps
     fired_at.clear()
     for _ in range(5):
         scheduler.add("free", T0)
