@@ -443,18 +443,18 @@ async def test_paced_kind_fires_no_faster_than_its_rate(db: Path) -> None:
         return Outcome.done()
 
     scheduler = Scheduler(store, clock)
-    scheduler.register(JobKind("paced", action, per_second=20.0))
+    scheduler.register(JobKind("paced", action, per_second=5.0))
     scheduler.register(JobKind("free", action))
     for _ in range(5):
         scheduler.add("paced", T0)
     assert await scheduler.run_due() == 5
     gaps = [b - a for a, b in zip(fired_at, fired_at[1:], strict=False)]
-    # 1/20 s apart; some slack for the claim's commit time on a busy machine
-    assert min(gaps) >= 0.03, gaps
-    assert fired_at[-1] - fired_at[0] >= 0.19, gaps
+    # 1/5 s apart; some slack for the claim's commit time on a busy machine
+    assert min(gaps) >= 0.15, gaps
+    assert fired_at[-1] - fired_at[0] >= 0.79, gaps
     fired_at.clear()
     for _ in range(5):
         scheduler.add("free", T0)
     started = time.monotonic()
     assert await scheduler.run_due() == 5
-    assert time.monotonic() - started < 0.2  # an unpaced kind is not slowed down
+    assert time.monotonic() - started < 0.5  # an unpaced kind is not slowed down (0.8 s)
