@@ -16,23 +16,37 @@ under ``/api/v1``, ``statefulsets`` under ``/apis/apps/v1``):
 * ``DELETE pods/{name}`` ("kill the pod": the controller makes a new one), ``GET
   pods/{name}/log`` (``tailLines``; 400 while the container waits, as the API server says).
 
+With ``run_pods`` (kubelet mode) each pod's container runs as a local process: env values and
+``secretKeyRef`` resolved from the stored Secret, volume mounts as directories under
+``run_pods`` (a claim's directory lives until the claim is deleted), a TCP readiness probe on
+its port, restarts when it exits; ``proxy_url`` is the cluster network, an HTTP proxy that
+delivers ``{service}.{namespace}.svc:{port}`` to the pod's process.
+
 The stand-in runs its own event loop in a thread, so tests may call into it from anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import json
+import os
+import shutil
+import signal
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[2]
 
 GROUPS = {
     "secrets": ("v1", "Secret", ""),
@@ -95,7 +109,9 @@ def matches(labels: dict[str, str], selector: str) -> bool:
 class KubeStandIn:
     """The stand-in's state and HTTP server."""
 
-    def __init__(self, history: int = 1000, start_delay: float = 0.15) -> None:
+    def __init__(
+        self, history: int = 1000, start_delay: float = 0.15, run_pods: Path | None = None
+    ) -> None:
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r: {} for r in GROUPS}
         self.rv = 100
         self.history: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=history)
@@ -114,6 +130,12 @@ class KubeStandIn:
         self.url = ""
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        #: Kubelet mode: run each pod's container as a local process, its volumes as
+        #: directories under ``run_pods``, and serve the cluster network as an HTTP proxy
+        #: (``proxy_url``: ``{service}.{namespace}.svc:{port}`` → the pod's process).
+        self.run_pods = run_pods
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.proxy_url = ""
 
     # ------------------------------------------------------------ running
 
@@ -139,12 +161,24 @@ class KubeStandIn:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        if self.run_pods is not None:
+            proxy = web.Application(client_max_size=8 * 1024 * 1024)
+            proxy.router.add_route("*", "/{tail:.*}", self._proxy)
+            self._proxy_runner = web.AppRunner(proxy, shutdown_timeout=0.5)
+            await self._proxy_runner.setup()
+            psite = web.TCPSite(self._proxy_runner, "127.0.0.1", 0)
+            await psite.start()
+            pport = psite._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.proxy_url = f"http://127.0.0.1:{pport}"
 
     def stop(self) -> None:
         if self.loop is None or not self.loop.is_running():
             return
 
         async def down() -> None:
+            for proc in list(self.procs.values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             for task in list(self._tasks):
                 task.cancel()
             for q in list(self.watchers):
@@ -248,7 +282,9 @@ class KubeStandIn:
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         async def run() -> None:
             await asyncio.sleep(delay)
-            fn(*args)
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                await result
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
@@ -353,6 +389,9 @@ class KubeStandIn:
             }
             self._store("pods", pod)
             return
+        if self.run_pods is not None:
+            self._later(0, self._spawn_container, ns, name, uid)
+            return
         pod["status"]["phase"] = "Running"
         started = _now()
         if image in self.crash_images:
@@ -402,7 +441,14 @@ class KubeStandIn:
         pod["metadata"]["deletionTimestamp"] = _now()
         pod["metadata"]["deletionGracePeriodSeconds"] = 1
         self._store("pods", pod)
-        self._later(self.start_delay, self._gone, ns, name, pod["metadata"]["uid"])
+        uid = pod["metadata"]["uid"]
+        if uid in self.procs:
+            grace = float(pod["spec"].get("terminationGracePeriodSeconds") or 30)
+            task = asyncio.get_running_loop().create_task(self._kill(ns, name, uid, grace))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._later(self.start_delay, self._gone, ns, name, uid)
 
     def _gone(self, ns: str, name: str, uid: str) -> None:
         pod = self.objects["pods"].get((ns, name))
@@ -412,6 +458,169 @@ class KubeStandIn:
         owner = (pod["metadata"].get("ownerReferences") or [{}])[0].get("name")
         if owner:
             self._reconcile(ns, owner)
+
+    # ------------------------------------------------------------ kubelet mode
+
+    def _volume_dir(self, ns: str, pod: dict[str, Any], volume: str) -> Path:
+        assert self.run_pods is not None
+        empty = {v["name"] for v in pod["spec"].get("volumes") or [] if "emptyDir" in v}
+        if volume in empty:
+            path = self.run_pods / "emptydir" / pod["metadata"]["uid"] / volume
+        else:  # from volumeClaimTemplates: the claim {template}-{pod}
+            path = self.run_pods / "pvc" / ns / f"{volume}-{pod['metadata']['name']}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _set_state(
+        self, ns: str, name: str, uid: str, state: dict[str, Any], ready: bool, **extra: Any
+    ) -> None:
+        pod = self._pod(ns, name, uid)
+        if pod is None:
+            return
+        pod = copy.deepcopy(pod)
+        cs = pod["status"]["containerStatuses"][0]
+        cs["state"] = state
+        cs["ready"] = ready
+        cs.update(extra)
+        pod["status"]["phase"] = "Running"
+        pod["status"]["conditions"] = [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Ready", "status": "True" if ready else "False"},
+        ]
+        self._store("pods", pod)
+
+    async def _spawn_container(self, ns: str, name: str, uid: str) -> None:
+        """Run the pod's container as a local process (env and secrets resolved, volumes as
+        directories), probe its port for readiness, and restart it when it exits."""
+        pod = self._pod(ns, name, uid)
+        if pod is None:
+            return
+        container = pod["spec"]["containers"][0]
+        mounts = {
+            m["mountPath"]: self._volume_dir(ns, pod, m["name"])
+            for m in container.get("volumeMounts") or []
+        }
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
+        for item in container.get("env") or []:
+            if "value" in item:
+                value = str(item["value"])
+            else:
+                ref = item["valueFrom"]["secretKeyRef"]
+                secret = self.objects["secrets"].get((ns, ref["name"]))
+                if secret is None or ref["key"] not in (secret.get("data") or {}):
+                    self._set_state(
+                        ns,
+                        name,
+                        uid,
+                        {
+                            "waiting": {
+                                "reason": "CreateContainerConfigError",
+                                "message": f'secret "{ref["name"]}" not found',
+                            }
+                        },
+                        False,
+                    )
+                    self._later(self.start_delay * 4, self._start_container, ns, name, uid)
+                    return
+                value = base64.b64decode(secret["data"][ref["key"]]).decode()
+            for mount, local in mounts.items():
+                if value == mount or value.startswith(mount + "/"):
+                    value = str(local) + value[len(mount) :]
+                    break
+            env[item["name"]] = value
+        env.setdefault("HOME", str(mounts.get("/tmp", self.run_pods)))  # noqa: S108
+        command = list(container["command"])
+        if command[0] == "python":
+            command[0] = sys.executable
+        port = int(container["ports"][0]["containerPort"])
+        assert self.run_pods is not None
+        log_path = self.run_pods / "logs" / f"{ns}_{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                env=env,
+                cwd=str(REPO),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.procs[uid] = proc
+        self._set_state(ns, name, uid, {"running": {"startedAt": _now()}}, False, started=True)
+        while proc.returncode is None and self._pod(ns, name, uid) is not None:
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            self._set_state(ns, name, uid, {"running": {"startedAt": _now()}}, True)
+            break
+        code = await proc.wait()
+        self.procs.pop(uid, None)
+        pod = self._pod(ns, name, uid)
+        if pod is None:
+            return  # stopped on purpose
+        restarts = int(pod["status"]["containerStatuses"][0].get("restartCount") or 0) + 1
+        self._set_state(
+            ns,
+            name,
+            uid,
+            {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off restarting failed container={container['name']}",
+                }
+            },
+            False,
+            restartCount=restarts,
+            lastState={"terminated": {"exitCode": code, "reason": "Error"}},
+        )
+        self._later(self.start_delay * 4, self._start_container, ns, name, uid)
+
+    async def _kill(self, ns: str, name: str, uid: str, grace: float) -> None:
+        proc = self.procs.get(uid)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        self._gone(ns, name, uid)
+
+    async def _proxy(self, request: web.Request) -> web.Response:
+        """The cluster network: ``{service}.{namespace}.svc:{port}`` → the pod's process."""
+        host, port = request.url.host or "", request.url.port
+        parts = host.split(".")
+        if (
+            len(parts) != 3
+            or parts[2] != "svc"
+            or (parts[1], parts[0]) not in self.objects["services"]
+        ):
+            return web.Response(status=502, text=f"no service {host}")
+        import httpx
+
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "proxy-connection", "connection", "content-length")
+        }
+        async with httpx.AsyncClient(timeout=30) as http:
+            try:
+                res = await http.request(
+                    request.method,
+                    f"http://127.0.0.1:{port}{request.path_qs}",
+                    headers=headers,
+                    content=await request.read(),
+                )
+            except httpx.HTTPError as exc:
+                return web.Response(status=502, text=f"pod unreachable: {exc!r}")
+        keep = {k: v for k, v in res.headers.items() if k.lower() in ("content-type",)}
+        return web.Response(status=res.status_code, body=res.content, headers=keep)
 
     def _delete_pod(self, ns: str, name: str) -> dict[str, Any] | None:
         pod = self.objects["pods"].get((ns, name))
@@ -554,6 +763,8 @@ class KubeStandIn:
             self._delete_pod(ns, name)
             return web.json_response(self.objects["pods"].get((ns, name), current))
         self._remove(res, ns, name)
+        if res == "persistentvolumeclaims" and self.run_pods is not None:
+            shutil.rmtree(self.run_pods / "pvc" / ns / name, ignore_errors=True)
         if res in ("services", "persistentvolumeclaims"):  # the API answers the object
             gone = copy.deepcopy(current)
             if res == "persistentvolumeclaims":
@@ -676,6 +887,9 @@ class KubeStandIn:
                 status=400,
             )
         lines = self.logs.get(name, [])
+        if self.run_pods is not None:
+            path = self.run_pods / "logs" / f"{ns}_{name}.log"
+            lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         tail = request.query.get("tailLines")
         if tail is not None:
             lines = lines[-int(tail) :] if int(tail) > 0 else []
