@@ -51,6 +51,7 @@ def test_the_kustomization_renders_and_every_object_validates(path: str) -> None
             "Deployment",
             "Ingress",
             "Namespace",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
@@ -97,6 +98,15 @@ def test_the_orchestrator_deployment_probes_health_and_reads_its_secrets() -> No
     assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    # Bots take requests from the orchestrator's pods only; the policy selects the labels
+    # the spawner puts on every bot pod.
+    from orchestrator.supervisor.kubernetes import bot_labels
+
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    bot = bot_labels(make_settings(Path("/nonexistent"), "sqlite://"), "sms", "x")
+    assert all(bot.get(k) == v for k, v in policy["spec"]["podSelector"]["matchLabels"].items())
+    (source,) = policy["spec"]["ingress"][0]["from"]
+    assert all(labels.get(k) == v for k, v in source["podSelector"]["matchLabels"].items())
 
 
 def role_verbs(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
