@@ -271,14 +271,9 @@ class InboxWorker:
                 customer.handover_acked = current.acked_at is not None
             elif message.kind == "text" and settings_of(ctx.config).on("frustration"):
                 # The latest messages, newest first, for the frustration check.
-                customer.recent = [
-                    str(r[0] or "")
-                    for r in store.conn.execute(
-                        "SELECT text FROM messages WHERE user_id = ? AND direction = 'in' "
-                        "ORDER BY id DESC LIMIT ?",
-                        (known.id, FRUSTRATION_WINDOW),
-                    ).fetchall()
-                ]
+                customer.recent = handovers.recent_inbound_texts(
+                    store, known.id, FRUSTRATION_WINDOW
+                )
         else:
             customer.identities = dict(message.customer.identities)
         # The name the provider sends now (stored with the message, see resolve_user); a first

@@ -130,6 +130,16 @@ def proactive_allowed(store: BotStore, user_id: int) -> bool:
     return ownership(store, user_id) == BOT
 
 
+def recent_inbound_texts(store: BotStore, user_id: int, limit: int) -> list[str]:
+    """The customer's latest ``limit`` inbound texts, newest first (the frustration check)."""
+    rows = store.conn.execute(
+        "SELECT text FROM messages WHERE user_id = ? AND direction = 'in' "
+        "ORDER BY id DESC LIMIT ?",
+        (user_id, limit),
+    ).fetchall()
+    return [str(r[0] or "") for r in rows]
+
+
 def get(store: BotStore, handover_id: int) -> Handover | None:
     """One handover by id."""
     row = store.conn.execute("SELECT * FROM handovers WHERE id = ?", (handover_id,)).fetchone()
