@@ -24,7 +24,7 @@ from sqlmodel import Session
 from orchestrator import crud
 from orchestrator.models import BotInstance, KnowledgeBase, utcnow
 from orchestrator.schemas import InstanceCreate
-from shared.funnel.templates import BusinessProfile
+from shared.funnel.templates import BusinessProfile, TemplateError, with_topics
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ async def build_demo_knowledge(app: FastAPI, instance_id: str) -> str | None:
             )
             session.commit()
         await ai.kb.add_document(kb_id, DEMO_DOCUMENT, data)
+        topics = await ai.kb.topics(kb_id)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a missing model, a full disk: the demo still runs without it
@@ -187,9 +188,21 @@ async def build_demo_knowledge(app: FastAPI, instance_id: str) -> str | None:
         if bot is None:
             return None
         linked = list((bot.config or {}).get("knowledge_base_ids") or [])
-        bot.config = {**(bot.config or {}), "knowledge_base_ids": [*linked, kb_id]}
+        config = {**(bot.config or {}), "knowledge_base_ids": [*linked, kb_id]}
+        funnel = config.get("funnel")
+        if isinstance(funnel, dict):  # the menu offers the document's topics
+            language = str((config.get("business") or {}).get("language") or "en")
+            try:
+                config["funnel"] = with_topics(funnel, topics, language)
+            except TemplateError as exc:
+                logger.warning("demo topics menu not added", extra={"error": str(exc)})
+        bot.config = config
         bot.updated_at = utcnow()
         session.add(bot)
         session.commit()
+    supervisor = getattr(app.state, "supervisor", None)
+    if supervisor is not None:  # a running demo bot takes its new menu at once
+        with contextlib.suppress(Exception):
+            await supervisor.reload(instance_id)
     logger.info("demo knowledge base ready", extra={"bot_id": instance_id, "kb_id": kb_id})
     return kb_id

@@ -170,7 +170,33 @@ async def _add_documents(
     )
     if not linked.ok:
         failed.append(f"linking the documents to the bot: {linked.message}")
+    elif not failed:
+        problem = await _add_topics(api, kind, bot_id, kb_id)
+        if problem:
+            failed.append(problem)
     return "; ".join(failed)
+
+
+async def _add_topics(api: AdminApi, kind: str, bot_id: str, kb_id: str) -> str:
+    """The bot's menu gets the documents' topics (``with_topics``); ``""`` or what failed."""
+    from shared.funnel.templates import TemplateError, with_topics
+
+    topics = await api.get(f"/admin/knowledge/{quote(kb_id)}/topics")
+    bot = await api.get(f"/admin/{quote(kind)}/instances/{quote(bot_id)}")
+    if not topics.ok or not isinstance(topics.data, list) or not isinstance(bot.data, dict):
+        return ""  # the bot works without a topics menu
+    funnel = bot.data.get("funnel")
+    if not isinstance(funnel, dict) or not topics.data:
+        return ""
+    language = str((bot.data.get("business") or {}).get("language") or "en")
+    try:
+        funnel = with_topics(funnel, topics.data, language)
+    except TemplateError:
+        return ""
+    saved = await api.call(
+        "PUT", f"/admin/{quote(kind)}/instances/{quote(bot_id)}", json={"funnel": funnel}
+    )
+    return "" if saved.ok else f"adding the topics menu: {saved.message}"
 
 
 @router.get("/setup/{kind}/{bot_id}", response_class=HTMLResponse)

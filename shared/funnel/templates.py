@@ -284,3 +284,99 @@ def render_template(
         return load_funnel(filled).to_dict()
     except ValueError as exc:
         raise TemplateError(f"template {template_id!r} did not render: {exc}") from exc
+
+
+#: A menu of topics built from the bot's documents (:func:`with_topics`).
+TOPICS_TEXTS = {
+    "en": {
+        "button": "Topics",
+        "section": "Topics",
+        "menu_text": "*What would you like to know about?*",
+        "section_text": "*{section}*\nPick a topic:",
+    },
+    "ru": {
+        "button": "Темы",
+        "section": "Темы",
+        "menu_text": "*О чём рассказать?*",
+        "section_text": "*{section}*\nВыберите тему:",
+    },
+}
+TOPICS_SECTION = "topics"
+MAX_TOPIC_TITLE = 60
+MAX_TOPIC_ANSWER = 700
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+def _topic_answer(text: str) -> str:
+    """The section's text cut at a sentence end within :data:`MAX_TOPIC_ANSWER` characters."""
+    text = clean_value(text, 100_000)
+    if len(text) <= MAX_TOPIC_ANSWER:
+        return text
+    out = ""
+    for sentence in _SENTENCE_END.split(text):
+        if len(out) + len(sentence) + 1 > MAX_TOPIC_ANSWER:
+            break
+        out = f"{out} {sentence}".strip()
+    return out or text[: MAX_TOPIC_ANSWER - 1].rstrip() + "…"
+
+
+def with_topics(
+    funnel: Mapping[str, Any], topics: list[Mapping[str, Any]], language: str = "en"
+) -> dict[str, Any]:
+    """``funnel`` with a menu of topics built from the bot's documents.
+
+    ``topics`` are ``{"title": heading, "text": section text}`` in document order (what
+    ``GET /admin/knowledge/{id}/topics`` gives). They become one FAQ section (id ``topics``,
+    replacing an earlier one; the bot's own FAQ sections stay) whose items answer with the
+    section's text. Items carry no keywords, so they answer only when chosen from the menu:
+    free-text questions still go to the knowledge base. A "Topics" button is put before "talk
+    to a person" when the menu has no FAQ button yet. Without usable topics the funnel is
+    returned unchanged.
+
+    Raises:
+        TemplateError: the result is not a valid funnel.
+    """
+    texts = TOPICS_TEXTS.get(language) or TOPICS_TEXTS["en"]
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for topic in topics:
+        title = clean_value(str(topic.get("title") or ""), MAX_TOPIC_TITLE)
+        answer = _topic_answer(str(topic.get("text") or ""))
+        if not title or not answer or title.casefold() in seen:
+            continue
+        seen.add(title.casefold())
+        items.append(
+            {
+                "key": f"topic_{len(items) + 1}",
+                "title": title,
+                "question": title,
+                "answer": answer,
+                "keywords": [],
+            }
+        )
+    out = json.loads(json.dumps(dict(funnel)))  # a deep copy of plain JSON
+    if not items:
+        return out
+    section = {"id": TOPICS_SECTION, "title": texts["section"], "items": items[:8]}
+    faq = out.get("faq")
+    if isinstance(faq, dict) and faq.get("sections"):
+        others = [s for s in faq["sections"] if s.get("id") != TOPICS_SECTION]
+        out["faq"] = {**faq, "sections": [section, *others]}
+    else:
+        out["faq"] = {
+            "menu_text": texts["menu_text"],
+            "section_text": texts["section_text"],
+            "sections": [section],
+        }
+    welcome = list(out.get("welcome") or [])
+    if not any(b.get("action") == "faq:menu" for b in welcome):
+        at = next(
+            (i for i, b in enumerate(welcome) if b.get("action") == "sales:manager"),
+            len(welcome),
+        )
+        welcome.insert(at, {"title": texts["button"], "action": "faq:menu"})
+        out["welcome"] = welcome
+    try:
+        return load_funnel(out).to_dict()
+    except ValueError as exc:
+        raise TemplateError(f"the topics do not fit this funnel: {exc}") from exc

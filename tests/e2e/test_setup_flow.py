@@ -103,6 +103,8 @@ def test_setup_flow_makes_a_bot_that_answers_from_its_document(
     composer.get_by_role("button", name="Send").click()
     expect(msgs).to_contain_text(f"assistant of {SHOP}", timeout=20_000)
     expect(msgs.get_by_role("button", name="Ask a question")).to_be_visible()
+    # the menu offers the document's topics
+    expect(msgs.get_by_role("button", name="Topics")).to_be_visible()
     replies = msgs.get_by_test_id("bot-reply")
     for question, fact in QUESTIONS:
         before = replies.count()
@@ -123,6 +125,8 @@ def test_setup_flow_makes_a_bot_that_answers_from_its_document(
     assert bot["template"] == "documents"
     assert bot["business"]["timezone"] == "Europe/Dublin"
     assert len(bot["knowledge_base_ids"]) == 1
+    topics = [i["title"] for i in bot["funnel"]["faq"]["sections"][0]["items"]]
+    assert topics == ["Opening hours", "Delivery", "Repotting", "Address"]
 
     # The business profile stays editable: new hours, the texts made again from the template.
     page.get_by_test_id("business-profile").click()
@@ -138,3 +142,4 @@ def test_setup_flow_makes_a_bot_that_answers_from_its_document(
     assert bot["business"]["hours"] == "Every day 8:00–20:00"
     assert "Every day 8:00–20:00" in bot["funnel"]["manager"]["text"]
     assert len(bot["knowledge_base_ids"]) == 1  # untouched
+    assert bot["funnel"]["faq"]["sections"][0]["id"] == "topics"  # the topics menu stays

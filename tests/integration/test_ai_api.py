@@ -699,3 +699,44 @@ def test_internal_reply_answers_503_retry_after_while_the_models_warm_up(
     res = client.post("/internal/llm/reply", json=body, headers=bot_headers(client, bot["id"]))
     assert res.status_code == 200, res.text
     assert "two years" in res.json()["text"]
+
+
+TOPICS_DOC = """# Corner Café — customer information
+
+## Opening hours
+
+We are open daily from 8:00 to 18:00.
+
+## Delivery
+
+We deliver within 5 km of the café. Delivery costs 3 euros.
+"""
+
+
+def test_knowledge_topics_for_a_menu(client: TestClient, actors: Actors) -> None:
+    h = actors.headers
+    kb_id = create_base(client, h["alice"], "Café")
+    assert client.get(f"/admin/knowledge/{kb_id}/topics", headers=h["alice"]).json() == []
+    doc = upload(client, h["alice"], kb_id, "cafe.md", TOPICS_DOC.encode(), "text/markdown")
+    assert doc.status_code == 201, doc.text
+    res = client.get(f"/admin/knowledge/{kb_id}/topics", headers=h["alice"])
+    assert res.status_code == 200, res.text
+    topics = res.json()
+    # the document's title heading is not a topic; its sections are, in order, with their text
+    assert [t["title"] for t in topics] == ["Opening hours", "Delivery"]
+    assert "3 euros" in topics[1]["text"]
+    assert "Opening hours" not in topics[0]["text"]  # the heading is not glued into the text
+    one = client.get(f"/admin/knowledge/{kb_id}/topics?limit=1", headers=h["alice"]).json()
+    assert [t["title"] for t in one] == ["Opening hours"]
+    # a guest reads it; another user's base does not exist; bad ids and limits are 404/422
+    assert client.get(f"/admin/knowledge/{kb_id}/topics", headers=h["gary"]).status_code == 200
+    assert client.get(f"/admin/knowledge/{kb_id}/topics", headers=h["bob"]).status_code == 404
+    assert client.get(f"/admin/knowledge/{kb_id}/topics").status_code == 401
+    for bad in ("?limit=0", "?limit=51", "?limit=x"):
+        res = client.get(f"/admin/knowledge/{kb_id}/topics{bad}", headers=h["alice"])
+        assert res.status_code == 422, bad
+    assert client.get("/admin/knowledge/nope/topics", headers=h["alice"]).status_code == 404
+    assert client.get("/admin/knowledge/..%2F..%2Fetc/topics", headers=h["alice"]).status_code in (
+        404,
+        422,
+    )

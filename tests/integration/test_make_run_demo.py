@@ -68,6 +68,11 @@ def test_demo_bot_answers_play_customer(tmp_path: Path) -> None:
         assert [d["filename"] for d in kb["documents"]] == ["lighthouse-books.md"]
         out = play(orch, "How much is delivery?", wait="10")
         assert "3 euros" in out  # answered from its own document
+        # the menu offers the document's topics (the running bot reloaded its funnel)
+        topics = bot["funnel"]["faq"]["sections"][0]
+        assert topics["id"] == "topics"
+        assert "Opening hours" in [i["title"] for i in topics["items"]]
+        assert "faq:menu" in play(orch, "hi")
     finally:
         orch.close()
     # a second start neither creates another demo bot nor fails

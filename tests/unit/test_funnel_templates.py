@@ -249,3 +249,53 @@ def test_leads_asks_three_questions_then_hands_over() -> None:
     finished = [e for e in done.events if e.type == "discovery_done"]
     assert finished
     assert finished[0].data["discovery"]["lead_budget"] == "About 40 CAD"
+
+
+# -- a menu of topics built from the documents (with_topics) ---------------------------------
+
+
+def _topics() -> list[dict[str, str]]:
+    return [
+        {"title": "Opening hours", "text": "We are open daily from 8:00 to 18:00."},
+        {"title": "Delivery", "text": "We deliver within 5 km. " + "Delivery is quick. " * 80},
+        {"title": "opening HOURS", "text": "a duplicate title is dropped"},
+        {"title": "{name} trick", "text": "Braces {name} in documents stay inert."},
+        {"title": "", "text": "no title"},
+    ]
+
+
+def test_with_topics_adds_a_topics_menu_before_the_person_button() -> None:
+    from shared.funnel.templates import MAX_TOPIC_ANSWER, with_topics
+
+    funnel = render_template("documents", {"name": "Corner Café"})
+    out = with_topics(funnel, _topics(), "en")
+    load_funnel(out)
+    actions = [b["action"] for b in out["welcome"]]
+    assert actions.index("faq:menu") == actions.index("sales:manager") - 1
+    (section,) = out["faq"]["sections"]
+    titles = [i["title"] for i in section["items"]]
+    assert titles == ["Opening hours", "Delivery", "name trick"]
+    assert all(i["keywords"] == [] for i in section["items"])  # never hijack free text
+    delivery = section["items"][1]["answer"]
+    assert len(delivery) <= MAX_TOPIC_ANSWER
+    assert delivery.endswith(".")
+    assert not any("{" in i["title"] + i["answer"] for i in section["items"])
+    # applied again: one topics section, one button, the bot's own FAQ sections kept
+    own = {
+        "id": "own",
+        "title": "Ours",
+        "items": [{"key": "a", "title": "A", "question": "A?", "answer": "A."}],
+    }
+    out["faq"]["sections"].append(own)
+    again = with_topics(out, _topics()[:1], "en")
+    assert [s["id"] for s in again["faq"]["sections"]] == ["topics", "own"]
+    assert [b["action"] for b in again["welcome"]].count("faq:menu") == 1
+
+
+def test_with_topics_without_topics_changes_nothing_and_speaks_russian() -> None:
+    from shared.funnel.templates import with_topics
+
+    funnel = render_template("documents", {"name": "Кофейня", "language": "ru"})
+    assert with_topics(funnel, [], "ru") == json.loads(json.dumps(funnel))
+    out = with_topics(funnel, _topics()[:1], "ru")
+    assert any(b["title"] == "Темы" for b in out["welcome"])

@@ -1082,6 +1082,38 @@ class KnowledgeBaseStore:
             )
         return results
 
+    def _topics_sync(self, kb_id: str, limit: int) -> list[dict[str, str]]:
+        loaded = self._load(kb_id)
+        # A document's first heading is its title when it has headings below it.
+        depth: dict[str, int] = {}
+        for chunk in loaded.chunks:
+            parts = [p for p in chunk.context.split(" › ") if p.strip()]
+            depth[chunk.doc_id] = max(depth.get(chunk.doc_id, 0), len(parts))
+        topics: dict[str, list[str]] = {}
+        for chunk in loaded.chunks:
+            if chunk.answer:
+                continue  # a Q/A pair is already an answer, not a section
+            parts = [p.strip() for p in chunk.context.split(" › ") if p.strip()]
+            if not parts or (len(parts) == 1 and depth.get(chunk.doc_id, 0) > 1):
+                continue
+            title = parts[-1]
+            if title not in topics:
+                if len(topics) >= limit:
+                    continue
+                topics[title] = []
+            topics[title].append(chunk.text)
+        return [{"title": t, "text": " ".join(texts)} for t, texts in topics.items()]
+
+    async def topics(self, kb_id: str, limit: int = 8) -> list[dict[str, str]]:
+        """The base's sections in document order: ``{"title": heading, "text": its passages}``
+        (at most ``limit``; a document's title heading is skipped when it has sections), for a
+        menu of topics built from the documents.
+
+        Raises:
+            KnowledgeBaseError: unknown base (404).
+        """
+        return await self._run(self._topics_sync, str(kb_id), max(0, min(limit, 50)))
+
     async def search(self, kb_id: str, query: str, k: int = 5) -> list[SearchResult]:
         """Best ``k`` passages of one base for ``query``.
 

@@ -206,6 +206,16 @@ async def get_base(kb: VisibleBase, ai: AIDep) -> dict[str, Any]:
     return _public(kb, await _status_or_none(ai, kb.id))
 
 
+@router.get("/{kb_id}/topics")
+async def get_topics(
+    kb: VisibleBase, ai: AIDep, limit: Annotated[int, Query(ge=1, le=50)] = 8
+) -> list[dict[str, str]]:
+    """The base's sections (heading and text) in document order, for a menu of topics."""
+    with ai_errors():
+        return await ai.kb.topics(kb.id, limit)
+    return []  # pragma: no cover - ai_errors re-raises
+
+
 @router.patch("/{kb_id}")
 async def update_base(
     body: KnowledgeBaseUpdate, kb: ManagedBase, session: SessionDep, user: CurrentUser, ai: AIDep
