@@ -94,6 +94,14 @@ class SmsChannel(ChannelSpec):
         webhook = public_url_for(
             ctx.config, "/webhook", kind=self.kind, instance_id=ctx.instance_id
         )
+        if validation_enabled(ctx.config) and not (
+            ctx.config.get("twilio_webhook_secret") or ctx.config.get("auth_token")
+        ):
+            ctx.webhook_health.flag(
+                ctx.client,
+                "no Auth token is set on this bot, so every message Twilio posts is refused; "
+                "set it in the bot's settings",
+            )
         if not validation_enabled(ctx.config):
             logger.warning(
                 "Twilio signature check is OFF (twilio_validate_signature=false): "

@@ -113,6 +113,18 @@ def twiml() -> web.Response:
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
 
+def refusal_reason(exc: WebhookError, config: Mapping[str, Any]) -> str:
+    """Why webhooks are refused, in words for the bot's owner ("needs attention")."""
+    if not (config.get("twilio_webhook_secret") or config.get("auth_token")):
+        return "no Auth token is set on this bot, so every message Twilio posts is refused"
+    if exc.status == 401:
+        return "messages arrive without Twilio's signature (X-Twilio-Signature)"
+    return (
+        "Twilio's signatures do not match: check the bot's Auth token, and that its public URL "
+        "is exactly the address Twilio posts to"
+    )
+
+
 def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
     """Return ``POST /webhook`` and ``POST /status`` bound to the running bot."""
 
@@ -140,7 +152,10 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
             raw, form = await read_verified(request)
         except WebhookError as exc:
             logger.warning("webhook refused", extra={"status": exc.status, "reason": exc.reason})
+            if exc.status in (401, 403):
+                ctx.webhook_health.refused(ctx.client, refusal_reason(exc, ctx.config))
             return web.Response(status=exc.status, text=exc.reason)
+        ctx.webhook_health.accepted(ctx.client)
         try:
             message = parse_inbound(form)
         except FormError as exc:

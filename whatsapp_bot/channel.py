@@ -133,6 +133,15 @@ class WhatsAppChannel(ChannelSpec):
                     extra={"template": name, "params": len(params)})
         return await adapter.send_template(customer, name, language, params or None)
 
+    async def on_start(self, ctx: BotContext) -> None:
+        """A bot without an App secret refuses every webhook: say so at once."""
+        if not ctx.config.get("app_secret"):
+            ctx.webhook_health.flag(
+                ctx.client,
+                "no App secret is set on this bot, so every webhook Meta sends is refused; "
+                "set it in the bot's settings",
+            )
+
     async def on_received(self, ctx: BotContext, message: InboundMessage) -> None:
         """Mark the message read (blue ticks) unless ``wa_mark_read`` is false."""
         if ctx.config.get("wa_mark_read", True) is False:

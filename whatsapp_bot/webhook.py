@@ -91,6 +91,18 @@ def verify_challenge(query: Mapping[str, str], verify_token: str) -> str:
     return query.get("hub.challenge", "")
 
 
+def refusal_reason(exc: WebhookError, app_secret: str) -> str:
+    """Why webhooks are refused, in words for the bot's owner ("needs attention")."""
+    if not app_secret:
+        return "no App secret is set on this bot, so every webhook Meta sends is refused"
+    if exc.status == 401:
+        return "webhooks arrive without Meta's signature (X-Hub-Signature-256)"
+    return (
+        "webhooks are signed with a different App secret than this bot's: copy the App "
+        "secret from the Meta app's Basic settings"
+    )
+
+
 def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
     """Return ``GET /webhook`` and ``POST /webhook`` bound to the running bot."""
 
@@ -106,10 +118,15 @@ def make_routes(ctx: BotContext) -> list[web.AbstractRouteDef]:
     async def receive(request: web.Request) -> web.Response:
         """Verify, parse, persist, answer."""
         raw = await request.read()  # over client_max_size → 413 from aiohttp
+        app_secret = str(ctx.config.get("app_secret") or "")
         try:
-            verify_signature(
-                raw, request.headers.get(SIGNATURE_HEADER), str(ctx.config.get("app_secret") or "")
-            )
+            verify_signature(raw, request.headers.get(SIGNATURE_HEADER), app_secret)
+        except WebhookError as exc:
+            logger.warning("webhook refused", extra={"status": exc.status, "reason": exc.reason})
+            ctx.webhook_health.refused(ctx.client, refusal_reason(exc, app_secret))
+            return web.Response(status=exc.status, text=exc.reason)
+        ctx.webhook_health.accepted(ctx.client)
+        try:
             data = decode_json(raw)
         except WebhookError as exc:
             logger.warning("webhook refused", extra={"status": exc.status, "reason": exc.reason})
