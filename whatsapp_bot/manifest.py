@@ -68,6 +68,7 @@ MANIFEST = ChannelManifest(
             help="Any phrase you choose. Type the same phrase in Meta's webhook settings so "
             "Meta can confirm the webhook address is yours.",
             max_length=512,
+            sandbox_default="sandbox-{random}",
         ),
         ConfigField(
             "app_secret",
@@ -78,6 +79,7 @@ MANIFEST = ChannelManifest(
             help="Your Meta app's secret (App Dashboard → App settings → Basic). The bot "
             "uses it to check that incoming messages really come from Meta.",
             max_length=512,
+            sandbox_default="sandbox-{random}",
         ),
         ConfigField(
             "graph_api_base_url",

@@ -150,15 +150,26 @@ def test_whatsapp_wrong_app_secret_needs_attention_until_a_webhook_verifies(
 
 
 def test_whatsapp_without_app_secret_needs_attention_from_start(orch: OrchestratorProcess) -> None:
+    # A bot wired to the sandbox gets a generated App secret (it must not start amber) ...
+    sandboxed = orch.create_bot(
+        "whatsapp",
+        name="WA Sandbox",
+        phone_number_id="100000000000029",
+        access_token="sandbox-token-sandboxed",
+        graph_api_base_url=f"{orch.sandbox_url}/graph",  # type: ignore[attr-defined]
+    )
+    assert sandboxed["app_secret"].startswith("****")
+    assert sandboxed["verify_token"].startswith("****")
+    assert start(orch, "whatsapp", sandboxed["id"])["attention"] is None
+    orch.api("POST", f"/admin/whatsapp/instances/{sandboxed['id']}/stop")
+    # ... one for Meta without an App secret refuses everything: amber from its start.
     bot = orch.create_bot(
         "whatsapp",
         name="WA No Secret",
         phone_number_id="100000000000019",
-        access_token="sandbox-token-nosecret",
-        graph_api_base_url=f"{orch.sandbox_url}/graph",  # type: ignore[attr-defined]
+        access_token="real-looking-token",
     )
-    if bot.get("app_secret"):
-        pytest.fail("the test needs a bot without an App secret")
+    assert bot["app_secret"] == ""
     start(orch, "whatsapp", bot["id"])
     st = wait_attention(orch, "whatsapp", bot["id"], present=True)
     assert "no App secret" in st["attention"]

@@ -111,7 +111,10 @@ def test_sandbox_values_fill_the_placeholders() -> None:
     assert len(values["phone_number_id"]) == 15
     assert values["access_token"].startswith("sandbox-")
     assert values != registry.sandbox_values("whatsapp", "http://127.0.0.1:9")  # random parts
-    assert "verify_token" not in values
+    # a sandbox bot must not refuse every webhook: its signature secrets are generated too
+    assert values["app_secret"].startswith("sandbox-")
+    assert values["verify_token"].startswith("sandbox-")
+    assert values["app_secret"] != values["access_token"]
 
 
 @pytest.mark.parametrize(
