@@ -520,7 +520,8 @@ def test_internal_reply_vllm_retries_429_and_records_usage(
     assert reply["text"] == "echo: Do you sell roses?"
     assert reply["escalate"] is False
     assert reply["usage"]["total_tokens"] > 0
-    assert set(reply) == {"text", "confidence", "sources", "usage", "escalate"}
+    assert set(reply) == {"text", "confidence", "sources", "usage", "escalate", "reason"}
+    assert not reply["reason"]  # why a handover is asked for: nothing here
     chats = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
     assert len(chats) == 2  # the 429, then the retry
     messages = chats[-1]["json"]["messages"]
