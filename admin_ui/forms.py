@@ -88,6 +88,13 @@ SECTIONS: dict[str, list[FormField]] = {
             "max_tokens limits the length of an answer. Leave it as it is if unsure.",
         ),
         FormField(
+            "llm_history",
+            "Earlier messages the AI reads",
+            "int",
+            help="How many earlier messages of the conversation go with each question "
+            "(0 to 50; 20 if unsure). More gives better context but slower, costlier answers.",
+        ),
+        FormField(
             "fallback_text",
             "When the AI cannot answer",
             "textarea",

@@ -92,6 +92,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "system_prompt": "",
     "persona": "",
     "llm_params": {"temperature": 0.7, "max_tokens": 512, "top_p": 1.0},
+    # Earlier messages of the conversation the LLM sees with each reply (the bot sends them).
+    "llm_history": 20,
     "tts_enabled": False,
     "tts_engine": "piper",
     "tts_voice": "",
@@ -461,6 +463,7 @@ class InstanceFields(BaseModel):
     system_prompt: str | None = Field(default=None, max_length=20000)
     persona: str | None = Field(default=None, max_length=5000)
     llm_params: LLMParams | None = None
+    llm_history: int | None = Field(default=None, ge=0, le=50)
     fallback_text: str | None = Field(default=None, max_length=4096)
     knowledge_base_ids: list[str] | None = None
     # TTS

@@ -46,7 +46,8 @@ class AISettings(BaseSettings):
         llm_max_retries: retries after the first attempt on 429/5xx/timeouts.
         llm_backoff_base_s: first backoff delay; doubles each retry, with jitter.
         llm_backoff_max_s: cap of one backoff delay (and of an honoured Retry-After).
-        llm_history_messages: how many earlier messages of the conversation are sent.
+        llm_history_messages: hard cap on the earlier messages put in the prompt; the bot sends
+            as many as its ``llm_history`` setting says (0–50) and all of them are used.
         vllm_base_url: OpenAI-compatible root for the ``vllm`` backend.
         vllm_api_key: its key (vLLM accepts any string by default).
         vllm_model: its model.
@@ -97,7 +98,7 @@ class AISettings(BaseSettings):
     llm_max_retries: int = 3
     llm_backoff_base_s: float = 0.5
     llm_backoff_max_s: float = 10.0
-    llm_history_messages: int = 10
+    llm_history_messages: int = Field(default=50, ge=0, le=200)
     vllm_base_url: str = "http://127.0.0.1:8001/v1"
     vllm_api_key: str = "EMPTY"
     vllm_model: str = ""

@@ -228,7 +228,7 @@ class AIService:
             bot_config: the bot's flat config (as ``GET /internal/config`` returns it).
             text: the new customer message.
             history: earlier messages, ``[{"role": "user"|"assistant", "text"}]``, oldest
-                first; the last ``llm_history_messages`` are sent.
+                first; all are used up to the ``llm_history_messages`` hard cap.
             record_usage: ``False`` for previews (``POST /admin/ai/test``).
 
         Returns:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -64,13 +64,29 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+#: Earlier messages sent to the LLM with a reply request: the bot's ``llm_history`` setting
+#: (default ``HISTORY_LIMIT``, at most ``HISTORY_MAX``; 0 sends none).
 HISTORY_LIMIT = 20
+HISTORY_MAX = 50
 ORCHESTRATOR_WAIT_S = 600.0
 ORCHESTRATOR_RETRY_MAX_S = 5.0
 TTS_MAX_CHARS = 1000
 MAX_DECIDE_ROUNDS = 8
 
-__all__ = ["FETCHERS", "NAV_MORE_PREFIX", "InboxWorker"]
+__all__ = ["FETCHERS", "NAV_MORE_PREFIX", "InboxWorker", "history_limit"]
+
+
+def history_limit(config: Mapping[str, Any]) -> int:
+    """How many earlier messages the LLM sees: the ``llm_history`` setting, clamped to
+    ``0..HISTORY_MAX``; missing or not a number → ``HISTORY_LIMIT``."""
+    raw = config.get("llm_history")
+    if raw is None or isinstance(raw, bool):
+        return HISTORY_LIMIT
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        return HISTORY_LIMIT
+    return max(0, min(HISTORY_MAX, value))
 
 
 def _rules(ctx: BotContext) -> Rules:
@@ -445,7 +461,8 @@ class InboxWorker:
         if client is None or not text.strip():
             return self.ctx.fallback_text, False, ""
         user_id = user.id if isinstance(user, User) else user
-        history = self.ctx.store.history(user_id, limit=HISTORY_LIMIT) if user_id else []
+        limit = history_limit(self.ctx.config)
+        history = self.ctx.store.history(user_id, limit=limit) if user_id and limit else []
         if address is None:
             address = user.ref().address() if isinstance(user, User) else ""
         try:
