@@ -46,6 +46,7 @@ from orchestrator.api.routes import (
     instances,
     knowledge,
     llm_providers,
+    proposals,
     slugs,
     templates,
     users,
@@ -296,6 +297,7 @@ def create_app(
     app.include_router(hooks.router)
     app.include_router(conversations.router)
     app.include_router(handovers.router)
+    app.include_router(proposals.router)
     app.include_router(admin_ui_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)

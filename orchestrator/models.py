@@ -146,3 +146,30 @@ class RetiredId(SQLModel, table=True):
     kind: str = Field(primary_key=True, max_length=16)
     id: str = Field(primary_key=True, max_length=64)
     retired_at: datetime = _ts()
+
+
+class AnswerProposal(SQLModel, table=True):
+    """A manager's answer to a handed-over question, proposed as a Q/A pair for the bot's
+    knowledge base (issue 13 item 6): ``proposed`` until someone accepts (``add_qa``) or drops
+    it. One per handover."""
+
+    __tablename__ = "answer_proposals"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "handover_id", name="uq_answer_proposals_bot_handover"),
+        _no_id_reuse(),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: str = Field(max_length=64, index=True)
+    handover_id: int
+    customer_key: str = Field(default="", max_length=200)
+    question: str = Field(sa_column=Column(Text, nullable=False))
+    answer: str = Field(sa_column=Column(Text, nullable=False))
+    answered_by: str = Field(default="", max_length=200)
+    status: str = Field(default="proposed", max_length=16)  # proposed | accepted | dropped
+    kb_id: str | None = Field(default=None, max_length=64)
+    decided_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts()
+    decided_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -363,6 +363,8 @@ class HandoffConfig(BaseModel):
     renotify_minutes: float = Field(default=10, gt=0, le=7 * 24 * 60)
     idle_close_minutes: float = Field(default=24 * 60, ge=0, le=366 * 24 * 60)
     hours: BusinessHoursConfig | None = None
+    # Owner answers → knowledge base: accept the proposed Q/A pair at resolve (issue 13 item 6).
+    auto_accept_answers: bool = False
 
 
 #: ``scheme:value`` access-list entries (``telegram_user:12345``); see shared.botkit.access.

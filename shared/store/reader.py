@@ -12,6 +12,7 @@ first with a BSUID and later with a phone is one conversation. Messages without 
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -438,3 +439,37 @@ def count_handovers(path: str | Path) -> dict[str, int]:
             counts[str(r["status"])] = int(r["n"])
     return counts
 
+
+
+def handover_replies(path: str | Path, handover_id: int) -> list[str]:
+    """The texts a person sent the handover's customer while it was open (outbox rows of
+    origin ``operator`` between its opening and closing), oldest first; ``[]`` when unknown."""
+    with BotReader.open(path) as reader:
+        if reader is None or reader.version < HANDOVERS_VERSION:
+            return []
+        try:
+            h = reader.conn.execute(
+                "SELECT user_id, created_at, closed_at FROM handovers WHERE id = ?",
+                (handover_id,),
+            ).fetchone()
+            if h is None:
+                return []
+            rows = reader.conn.execute(
+                "SELECT reply, created_at FROM outbox WHERE user_id = ? AND origin = 'operator' "
+                "AND created_at >= ? ORDER BY id",
+                (h["user_id"], h["created_at"]),
+            ).fetchall()
+        except sqlite3.Error:
+            logger.exception("reading handover replies failed", extra={"path": str(path)})
+            return []
+    out: list[str] = []
+    for r in rows:
+        if h["closed_at"] is not None and str(r["created_at"]) > str(h["closed_at"]):
+            continue
+        try:
+            text = json.loads(r["reply"]).get("text")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(text, str) and text.strip():
+            out.append(text.strip())
+    return out

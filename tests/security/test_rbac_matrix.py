@@ -71,7 +71,7 @@ class World:
         self.actors = actors
         self.values: dict[str, str] = {"kind": "whatsapp", "customer_key": "15550001111",
                                        "doc_id": "1", "template_id": "documents",
-                                       "handover_id": "1"}
+                                       "handover_id": "1", "proposal_id": "1"}
 
     def ensure(self) -> dict[str, str]:
         c, h = self.client, self.actors.headers

@@ -99,6 +99,13 @@ def test_no_secret_in_any_response_or_log(tmp_path: Path) -> None:
                                  ("resolve", None)):
                 r = orch.api("POST", f"{base}/{action}", json=body)
                 bodies.append((f"desk {action}", r.text))
+        # owner answers → knowledge base (issue 13 item 6): the proposals, one dropped
+        r = orch.api("GET", "/admin/answer-proposals")
+        bodies.append(("answer proposals", r.text))
+        for item in r.json():
+            r = orch.api("POST", f"/admin/whatsapp/instances/{item['bot_id']}"
+                         f"/answer-proposals/{item['id']}/drop")
+            bodies.append(("answer proposal drop", r.text))
         # every GET route of the admin API, as every role
         for username, role in (("gary", "guest"), ("alice", "user")):
             orch.api("POST", "/admin/users", json={

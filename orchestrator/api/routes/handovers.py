@@ -19,7 +19,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import crud
+from orchestrator.api.ai_deps import get_ai
 from orchestrator.api.deps import CurrentUser, SessionDep, SupervisorDep
+from orchestrator.api.routes import proposals
 from orchestrator.api.routes.conversations import KEY_PATH, bot_db_path
 from orchestrator.api.routes.instances import ManagedInstance, VisibleInstance
 from orchestrator.models import BotInstance, User
@@ -195,6 +197,7 @@ async def reply_handover(
 @router.post(f"{KEY_PATH}/handovers/{{handover_id}}/resolve")
 async def resolve_handover(
     request: Request,
+    session: SessionDep,
     sup: SupervisorDep,
     instance: ManagedInstance,
     user: CurrentUser,
@@ -206,4 +209,8 @@ async def resolve_handover(
         sup, instance, f"/control/handovers/{handover_id}/resolve", {"assignee": user.username}
     )
     logger.info("handover resolved", extra={"bot_id": instance.id, "handover_id": handover_id})
+    # Owner answers → knowledge base: the question and the person's replies become a proposal.
+    result["answer_proposal"] = await proposals.after_resolve(
+        request, session, lambda: get_ai(request), instance, handover_id
+    )
     return result
