@@ -41,7 +41,15 @@ def _bot(client: TestClient, headers: dict[str, str], name: str, **fields: Any) 
     return str(res.json()["id"])
 
 
-def _resolved_handover(client: TestClient, bot_id: str, phone: str, replies: list[str]) -> int:
+def _resolved_handover(
+    client: TestClient,
+    bot_id: str,
+    phone: str,
+    replies: list[str],
+    *,
+    reason: str = "llm_escalate",
+    question: str = QUESTION,
+) -> int:
     """A customer's question handed to a person who replied ``replies`` and resolved it."""
     data_dir: Path = client.app.state.settings.data_dir  # type: ignore[attr-defined]
     store = BotStore.open(data_dir / f"wa_sales_{bot_id}.db")
@@ -49,10 +57,10 @@ def _resolved_handover(client: TestClient, bot_id: str, phone: str, replies: lis
         ref = CustomerRef(phone=phone, profile_name="Ana")
         user = store.resolve_user(ref, now=T0)
         store.add_message(
-            direction="in", customer=phone, type_="text", text=QUESTION, user_id=user.id, now=T0
+            direction="in", customer=phone, type_="text", text=question, user_id=user.id, now=T0
         )
         h, _ = ho.open_handover(
-            store, user.id, reason="llm_escalate", question=QUESTION, customer=phone, now=T0
+            store, user.id, reason=reason, question=question, customer=phone, now=T0
         )
         ho.take(store, h.id, assignee="alice", now=T0 + timedelta(seconds=1))
         for i, text in enumerate(replies):
@@ -136,6 +144,16 @@ def test_no_proposal_without_a_reply(client: TestClient, actors: Actors) -> None
     hid = _resolved_handover(client, bot, "+48600100400", [])
     assert _propose(client, bot, hid) is None
     assert _propose(client, bot, 999) is None
+    # Asking for a person is no question to learn an answer for.
+    asked = _resolved_handover(
+        client,
+        bot,
+        "+48600100500",
+        ["Hi, Maria here."],
+        reason="ask_for_person",
+        question="I want to talk to a person",
+    )
+    assert _propose(client, bot, asked) is None
 
 
 def test_accept_edited_creates_and_links_an_answers_base(

@@ -34,6 +34,9 @@ router = APIRouter(tags=["handovers"])
 
 ProposalStatus = Literal["proposed", "accepted", "dropped"]
 ProposalId = Annotated[int, Path(ge=1, le=2**53)]
+#: Handover reasons whose triggering message is a customer's question (asking for a person,
+#: the manager button, an operator or the business phone starting the conversation are not).
+QUESTION_REASONS = ("llm_escalate", "frustration")
 #: Longest question / answer kept (the answer: every reply of the handover, joined).
 MAX_QUESTION = 2000
 MAX_ANSWER = 8000
@@ -77,8 +80,8 @@ def propose_from_handover(
     session: Session, settings: Settings, instance: BotInstance, handover_id: int
 ) -> AnswerProposal | None:
     """Record a resolved handover's question and the person's replies as a proposal (``None``
-    when there is no question or nobody wrote to the customer; the existing one when the
-    handover already has one)."""
+    when it was not opened by a question (:data:`QUESTION_REASONS`) or nobody wrote to the
+    customer; the existing one when the handover already has one)."""
     existing = session.exec(
         select(AnswerProposal).where(
             AnswerProposal.bot_id == instance.id, AnswerProposal.handover_id == handover_id
@@ -88,7 +91,7 @@ def propose_from_handover(
         return existing
     path = bot_db_path(settings, instance.kind, instance.id)
     handover = get_handover(path, handover_id)
-    if handover is None:
+    if handover is None or handover.get("reason") not in QUESTION_REASONS:
         return None
     question = str(handover.get("question") or "").strip()[:MAX_QUESTION]
     answer = "\n".join(handover_replies(path, handover_id)).strip()[:MAX_ANSWER]
