@@ -54,6 +54,14 @@ async def _panel(
     return item
 
 
+async def _proposals(api: AdminApi) -> tuple[list[dict[str, Any]], str]:
+    """Suggested answers (owner answers → knowledge base) waiting for a decision."""
+    res = await api.get("/admin/answer-proposals")
+    if not res.ok or not isinstance(res.data, list):
+        return [], res.message
+    return list(res.data), ""
+
+
 def _picked(request: Request) -> tuple[str, str, int] | None:
     q = request.query_params
     kind, bot_id, raw = q.get("kind") or "", q.get("bot") or "", q.get("id") or ""
@@ -69,9 +77,11 @@ async def desk_page(request: Request, user: UserDep) -> HTMLResponse:
     async with AdminApi(request) as api:
         rows, error = await _open(api)
         panel = await _panel(api, *picked) if picked else None
+        proposals, proposals_error = await _proposals(api)
     return render(
         request, "desk.html", user=user, section="desk", rows=rows, error=error, panel=panel,
-        picked=picked, reasons=REASONS, panel_error="",
+        picked=picked, reasons=REASONS, panel_error="", proposals=proposals,
+        proposals_error=proposals_error, proposal_errors={},
     )
 
 
@@ -142,7 +152,55 @@ async def desk_action(
         if res is not None and not res.ok:
             error = res.field_errors.get("text") or res.message
         panel = await _panel(api, kind, bot_id, handover_id)
-    return render(
+    page = render(
         request, "_desk_panel.html", user=user, panel=panel, reasons=REASONS,
         panel_error=error, text=text if error else "", sent=action == "reply" and not error,
+    )
+    if action == "resolve" and not error:
+        page.headers["HX-Trigger"] = "proposals-changed"  # a new suggested answer may be there
+    return page
+
+
+@router.get("/ui/desk/proposals", response_class=HTMLResponse)
+async def desk_proposals(request: Request, user: UserDep) -> HTMLResponse:
+    """The "Suggested answers" section (refreshed after a resolve)."""
+    async with AdminApi(request) as api:
+        proposals, error = await _proposals(api)
+    return render(
+        request, "_desk_proposals.html", user=user, proposals=proposals,
+        proposals_error=error, proposal_errors={},
+    )
+
+
+@router.post(
+    "/ui/desk/proposals/{kind}/{bot_id}/{proposal_id}/{action}", response_class=HTMLResponse
+)
+async def desk_proposal_action(
+    request: Request, user: UserDep, kind: str, bot_id: str, proposal_id: int, action: str
+) -> HTMLResponse:
+    """Accept (with the edited question and answer) or Drop a suggested answer; answers the
+    section again (with a refusal beside the proposal)."""
+    errors: dict[int, str] = {}
+    async with AdminApi(request) as api:
+        url = f"{_base(kind, bot_id)}/answer-proposals/{proposal_id}"
+        if action == "accept":
+            form = await request.form()
+            body = {
+                "question": str(form.get("question") or ""),
+                "answer": str(form.get("answer") or ""),
+            }
+            res = await api.post(f"{url}/accept", json=body)
+        elif action == "drop":
+            res = await api.post(f"{url}/drop")
+        else:
+            res = None
+            errors[proposal_id] = f"unknown action {action!r}"
+        if res is not None and not res.ok:
+            fe = res.field_errors
+            errors[proposal_id] = fe.get("question") or fe.get("answer") or res.message
+        proposals, error = await _proposals(api)
+    return render(
+        request, "_desk_proposals.html", user=user, proposals=proposals,
+        proposals_error=error, proposal_errors=errors,
+        accepted=proposal_id if action == "accept" and not errors else None,
     )
