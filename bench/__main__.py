@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): run the benchmarks, write ``bench/results/<name>.json``
 and regenerate the tables in ``bench/README.md``.
 
-    python -m bench                  # everything (webhook, fleet, answers, k8s, then ai_bench.py)
+    python -m bench                  # everything (webhook, fleet, answers, k8s, scheduler,
+                                     # then ai_bench.py)
     python -m bench --quick          # CI smoke: smaller and shorter, AI benchmark skipped
     python -m bench --only webhook   # one benchmark (repeatable)
     python -m bench --tables         # only regenerate the README from the JSON files present
@@ -19,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import answer_eval, fleet, k8s_scale, report, webhook
+from bench import answer_eval, fleet, k8s_scale, report, scheduler_bench, webhook
 from bench.common import REPO, RESULTS_DIR, write_result
 
 BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -27,6 +28,7 @@ BENCHES: dict[str, Callable[[bool], dict[str, Any]]] = {
     "fleet": fleet.run,
     "answers": answer_eval.run,
     "k8s": k8s_scale.run,  # orchestrator cost of 100 / 1,000 bots on the Kubernetes stand-in
+    "scheduler": scheduler_bench.run,  # 10,000 jobs in one bot: idle CPU, 1,000 due at once
 }
 ALL = (*BENCHES, "ai")
 

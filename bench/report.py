@@ -423,6 +423,37 @@ def render_k8s(doc: dict[str, Any]) -> str:
     )
 
 
+def render_scheduler(doc: dict[str, Any]) -> str:
+    """The scheduler with 10,000 jobs: idle CPU beside its baselines, firing 1,000 due jobs
+    paced and unpaced, and the outbox's plain send rate from the same run."""
+    r = doc.get("results") or {}
+    if not r:
+        return ""
+    idle = table(
+        ["idle over {} s, 10,000 jobs pending".format(fmt(r.get("idle_seconds"), 0)),
+         "CPU % of a core"],
+        [
+            ["event loop alone (baseline)", fmt(r.get("idle_cpu_pct_baseline"), 2)],
+            ["+ outbox worker", fmt(r.get("idle_cpu_pct_outbox_only"), 2)],
+            ["+ outbox worker + scheduler", fmt(r.get("idle_cpu_pct_scheduler"), 2)],
+        ],
+    )
+    fire = table(
+        ["1,000 jobs due at once", "time (s)", "per second", "CPU ms per job"],
+        [
+            [f"paced by the channel ({fmt(r.get('channel_per_second'), 0)}/s; floor "
+             f"{fmt(r.get('fire_paced_floor_s'), 2)} s)", fmt(r.get("fire_paced_s"), 2),
+             fmt(r.get("fire_paced_per_s")), fmt(r.get("fire_paced_cpu_ms_per_job"), 2)],
+            ["pacing off (the scheduler's own cost)", fmt(r.get("fire_unpaced_s"), 2),
+             fmt(r.get("fire_unpaced_per_s")), fmt(r.get("fire_unpaced_cpu_ms_per_job"), 2)],
+            [f"outbox plain send of the {fmt(r.get('outbox_rows'), 0)} queued rows "
+             "(sandbox, same run)", fmt(r.get("outbox_send_s"), 2),
+             fmt(r.get("outbox_send_per_s")), fmt(r.get("outbox_cpu_ms_per_send"), 2)],
+        ],
+    )
+    return f"{idle}\n\n{fire}"
+
+
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "webhook": ("Webhook: acknowledgement and inbound → reply (issue 4)", render_webhook),
     "webhook_compare": ("Before/after the channel registry and decision step (same run)",
@@ -432,6 +463,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "answers": ("Answers from documents (`bench/answer_eval.py`, issue 12)", render_answers),
     "k8s": ("Kubernetes: orchestrator cost with bots on the API stand-in (issue 17)",
             render_k8s),
+    "scheduler": ("Scheduler: 10,000 jobs in one bot (`bench/scheduler_bench.py`, issue 14)",
+                  render_scheduler),
 }
 
 
