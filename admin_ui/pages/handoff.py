@@ -69,6 +69,7 @@ def handoff_tab(bot: dict[str, Any]) -> dict[str, Any]:
             "idle_close_minutes": _number(
                 cfg.get("idle_close_minutes", DEFAULTS["idle_close_minutes"])
             ),
+            "auto_accept_answers": cfg.get("auto_accept_answers") is True,
             "hours_on": hours is not None,
             "timezone": str((hours or {}).get("timezone") or "UTC"),
             "start": str((hours or {}).get("start") or "09:00"),
@@ -106,6 +107,7 @@ def _parse(form: Any) -> tuple[dict[str, Any], list[str]]:
         "triggers": {name: form.get(f"t_{name}") == "1" for name, _ in TRIGGERS},
         "ack_text": str(form.get("ack_text") or "").strip() or None,
         "expired_text": str(form.get("expired_text") or "").strip() or None,
+        "auto_accept_answers": form.get("auto_accept_answers") == "1",
     }
     for name, label, zero_ok in (
         ("renotify_minutes", "Remind after", False),

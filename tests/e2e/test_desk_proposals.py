@@ -130,3 +130,28 @@ def test_a_guest_sees_suggestions_without_controls(
     expect(proposal).to_contain_text("Can I pay with a gift card?")
     expect(proposal).to_contain_text("Yes, gift cards work.")
     expect(proposal.get_by_role("button")).to_have_count(0)
+
+
+def test_the_handoff_tab_switches_auto_accept(
+    new_page: Any, orch: OrchestratorProcess, bot: dict[str, Any]
+) -> None:
+    page = new_page()
+    login(page)
+    page.goto(f"/bots/whatsapp/{bot['id']}/handoff")
+    form = page.locator("#handoff-form")
+    box = form.get_by_label("Add them to the knowledge base at once")
+    expect(box).not_to_be_checked()
+    box.check()
+    form.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("handoff-saved")).to_be_visible()
+    stored = orch.api("GET", f"/admin/whatsapp/instances/{bot['id']}").json()["handoff"]
+    assert stored["auto_accept_answers"] is True
+    page.reload()
+    expect(
+        page.locator("#handoff-form").get_by_label("Add them to the knowledge base at once")
+    ).to_be_checked()
+    page.locator("#handoff-form").get_by_label("Add them to the knowledge base at once").uncheck()
+    page.locator("#handoff-form").get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("handoff-saved")).to_be_visible()
+    stored = orch.api("GET", f"/admin/whatsapp/instances/{bot['id']}").json()["handoff"]
+    assert stored["auto_accept_answers"] is False
