@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from orchestrator.models import (
+    AnswerProposal,
     AuditLog,
     BotInstance,
     KnowledgeBase,
@@ -672,8 +673,12 @@ def purge_bot_files(*, data_dir: Path, logs_dir: Path, kind: str, instance_id: s
 
 
 def delete_instance_rows(*, session: Session, instance: BotInstance) -> None:
-    """Delete a bot's row and its token-usage rows and retire its id (the caller commits)."""
+    """Delete a bot's row, its token-usage rows and suggested answers, and retire its id (the
+    caller commits)."""
     for usage in session.exec(select(TokenUsage).where(TokenUsage.bot_id == instance.id)).all():
         session.delete(usage)
+    proposals = select(AnswerProposal).where(AnswerProposal.bot_id == instance.id)
+    for proposal in session.exec(proposals).all():
+        session.delete(proposal)
     retire_id(session=session, kind="bot", object_id=instance.id)
     session.delete(instance)

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from orchestrator.api.routes.proposals import propose_from_handover
-from orchestrator.models import BotInstance
+from orchestrator.models import AnswerProposal, BotInstance
 from orchestrator.security import create_internal_token
 from shared.channels.base import CustomerRef
 from shared.store import handovers as ho
@@ -335,3 +335,16 @@ def test_auto_accept_adds_the_answer_at_resolve(live: tuple[OrchestratorProcess,
     assert done["answer_proposal"]["status"] == "accepted"
     assert done["answer_proposal"]["decided_by"] == "auto"
     assert [body_text(m) for m in customer.say(question)] == [answer]
+
+
+def test_deleting_the_bot_deletes_its_proposals(
+    client: TestClient, actors: Actors, proposals: dict[str, Any]
+) -> None:
+    alice, bot = actors.headers["alice"], proposals["alice_bot"]
+    assert client.delete(f"{BASE}/{bot}", headers=alice).status_code in (200, 204)
+    left = client.get("/admin/answer-proposals", headers=actors.headers["admin"]).json()
+    assert [p["bot_id"] for p in left] == [proposals["bob_bot"]]
+    app: Any = client.app
+    with Session(app.state.engine) as session:
+        rows = session.exec(select(AnswerProposal).where(AnswerProposal.bot_id == bot)).all()
+    assert rows == []
