@@ -348,3 +348,18 @@ def test_deleting_the_bot_deletes_its_proposals(
     with Session(app.state.engine) as session:
         rows = session.exec(select(AnswerProposal).where(AnswerProposal.bot_id == bot)).all()
     assert rows == []
+
+
+def test_two_accepts_at_once_add_the_pair_once(
+    client: TestClient, actors: Actors, proposals: dict[str, Any]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    alice, bot, pid = actors.headers["alice"], proposals["alice_bot"], proposals["alice_p"]
+    url = f"{BASE}/{bot}/answer-proposals/{pid}/accept"
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda _: client.post(url, headers=alice).status_code, range(2)))
+    assert codes == [200, 409]
+    kb_id = client.get(f"{BASE}/{bot}", headers=alice).json()["knowledge_base_ids"][0]
+    docs = client.get(f"/admin/knowledge/{kb_id}", headers=alice).json()["documents"]
+    assert [d["kind"] for d in docs] == ["qa"]

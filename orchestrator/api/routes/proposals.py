@@ -12,6 +12,7 @@ users their own (another user's bot is 404), guests read-only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,8 @@ router = APIRouter(tags=["handovers"])
 
 ProposalStatus = Literal["proposed", "accepted", "dropped"]
 ProposalId = Annotated[int, Path(ge=1, le=2**53)]
+#: One accept at a time per bot (and a fresh look at the proposal inside it).
+_ACCEPTING: dict[str, asyncio.Lock] = {}
 #: Handover reasons whose triggering message is a customer's question (asking for a person,
 #: the manager button, an operator or the business phone starting the conversation are not).
 QUESTION_REASONS = ("llm_escalate", "frustration")
@@ -238,17 +241,19 @@ async def accept(
     body: ProposalAccept | None = None,
 ) -> dict[str, Any]:
     """Add the pair (optionally edited) to the bot's knowledge base."""
-    proposal = _open_proposal(session, instance, proposal_id)
     body = body or ProposalAccept()
-    proposal = await accept_proposal(
-        session,
-        ai,
-        instance,
-        proposal,
-        by=user.username,
-        question=body.question,
-        answer=body.answer,
-    )
+    async with _ACCEPTING.setdefault(instance.id, asyncio.Lock()):
+        # Two clicks at once add the pair once: the second finds it accepted (409).
+        proposal = _open_proposal(session, instance, proposal_id)
+        proposal = await accept_proposal(
+            session,
+            ai,
+            instance,
+            proposal,
+            by=user.username,
+            question=body.question,
+            answer=body.answer,
+        )
     crud.audit(
         session=session,
         actor=user,
