@@ -95,6 +95,13 @@ SECTIONS: dict[str, list[FormField]] = {
             "(0 to 50; 20 if unsure). More gives better context but slower, costlier answers.",
         ),
         FormField(
+            "quote_replies",
+            "Quote the customer's message when answering one of several",
+            "bool",
+            help="When a customer sends several messages before the bot answers, each answer "
+            "shows the message it is for (WhatsApp and Telegram)",
+        ),
+        FormField(
             "fallback_text",
             "When the AI cannot answer",
             "textarea",

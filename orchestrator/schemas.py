@@ -94,6 +94,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "llm_params": {"temperature": 0.7, "max_tokens": 512, "top_p": 1.0},
     # Earlier messages of the conversation the LLM sees with each reply (the bot sends them).
     "llm_history": 20,
+    # Quote the customer's message in a reply to one of several unanswered ones (issue 14).
+    "quote_replies": True,
     "tts_enabled": False,
     "tts_engine": "piper",
     "tts_voice": "",
@@ -466,6 +468,7 @@ class InstanceFields(BaseModel):
     persona: str | None = Field(default=None, max_length=5000)
     llm_params: LLMParams | None = None
     llm_history: int | None = Field(default=None, ge=0, le=50)
+    quote_replies: bool | None = None
     fallback_text: str | None = Field(default=None, max_length=4096)
     knowledge_base_ids: list[str] | None = None
     # TTS

@@ -83,6 +83,13 @@ class TelegramChannel(ChannelSpec):
             return CustomerRef(telegram_id=text)
         return CustomerRef(username=text.lstrip("@"))
 
+    def quote_id(self, message: InboundMessage) -> str | None:
+        """The chat's ``message_id`` of a customer's message (not of a button press)."""
+        mid = message.raw.get("message_id") if message.raw else None
+        if message.kind == "button" or isinstance(mid, bool) or not isinstance(mid, int):
+            return None
+        return str(mid)
+
     async def on_received(self, ctx: BotContext, message: InboundMessage) -> None:
         """Answer a button press so the customer's spinner stops."""
         query_id = message.raw.get(CALLBACK_QUERY_ID) if message.raw else None

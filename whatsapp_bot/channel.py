@@ -142,6 +142,11 @@ class WhatsAppChannel(ChannelSpec):
                 "set it in the bot's settings",
             )
 
+    def quote_id(self, message: InboundMessage) -> str | None:
+        """The ``wamid`` (a simulated message has none Meta would know)."""
+        mid = message.provider_message_id
+        return None if not mid or mid.startswith("sim.") else mid
+
     async def on_received(self, ctx: BotContext, message: InboundMessage) -> None:
         """Mark the message read (blue ticks) unless ``wa_mark_read`` is false."""
         if ctx.config.get("wa_mark_read", True) is False:

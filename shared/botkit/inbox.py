@@ -376,15 +376,33 @@ class InboxWorker:
                 store.update_user(user.id, decision.user_fields)
             for event in decision.events:
                 store.add_event(user.id, event.type, event.data, now=now)
-            for reply in replies:
+            quote = self._quote(row, user) if replies else None
+            for n, reply in enumerate(replies):
                 ctx.enqueue_reply(
                     user.ref(), reply, user_id=user.id, source_inbox_id=row.id,
-                    origin=decision.reply_origin,
+                    origin=decision.reply_origin, reply_to=quote if n == 0 else None,
                 )
             if replies and decision.reply_origin == "bot":
                 followups.on_bot_replied(ctx, user, now=now)
             store.inbox_finish(row.id, note=decision.note, now=now)
         return user
+
+    def _quote(self, row: InboxRow, user: User) -> str | None:
+        """The message id the reply quotes, or ``None``.
+
+        Rule: quote when the customer sent several messages the bot has not answered yet (this
+        one and earlier unanswered ones or newer ones still waiting), so it is clear which one
+        the reply is for; a plain back-and-forth is not quoted. ``quote_replies: false`` in the
+        bot's config switches quoting off; channels that cannot quote (SMS) never do.
+        """
+        if self.ctx.config.get("quote_replies", True) is False:
+            return None
+        quote = self.ctx.channel.quote_id(row.message)
+        if quote is None:
+            return None
+        if self.ctx.store.unanswered_count(row.id, row.customer, user.ref().address()) < 2:
+            return None
+        return quote
 
     def _apply_handoff(
         self, row: InboxRow, user: User, change: HandoffChange, *, now: datetime

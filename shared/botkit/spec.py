@@ -332,6 +332,11 @@ class ChannelSpec(ABC):
         Runs in the background; an exception is logged and never stops the bot.
         """
 
+    def quote_id(self, message: InboundMessage) -> str | None:
+        """The provider id a reply quotes to show which message it answers (WhatsApp
+        ``context.message_id``, Telegram ``reply_parameters``); ``None``: cannot quote."""
+        return None
+
     def customer_from_address(self, address: str) -> CustomerRef:
         """Turn an operator-typed address (``/control/send`` ``to``) into a customer reference."""
         text = address.strip()

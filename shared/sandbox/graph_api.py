@@ -257,6 +257,11 @@ def validate_message(payload: Any) -> None:
     if callback_data is not None:
         _text_len_check(callback_data, CALLBACK_DATA_MAX, "biz_opaque_callback_data",
                         required=False)
+    context = payload.get("context")
+    if context is not None:  # a reply quoting an earlier message (kept in the message log)
+        quoted = context.get("message_id") if isinstance(context, dict) else None
+        if not isinstance(quoted, str) or not quoted.strip():
+            raise GraphError("Param context['message_id'] must be a non-empty string.")
     kind = payload.get("type", "text")
     if kind not in MESSAGE_TYPES:
         raise GraphError(f"Param type has an unsupported value: {kind!r}.")

@@ -500,6 +500,24 @@ class OutboxStore:
         ).fetchone()
         return int(row["id"]) if row else None
 
+    def unanswered_count(self, inbox_id: int, customer: str, recipient: str) -> int:
+        """How many messages of the customer the bot has not answered, counting inbox row
+        ``inbox_id`` (being answered now): the customer's inbox rows (``customer``) after the
+        last one answered (the newest outbox row to ``recipient`` that answers an inbox row),
+        i.e. earlier ones handled without a reply plus newer ones still waiting. Without an
+        earlier answer only ``inbox_id`` and newer rows count. Reply quoting uses it.
+
+        The scan is a rowid range (at most the last 1,000 inbox rows), the outbox lookup uses
+        its ``(customer, id)`` index.
+        """
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM inbox WHERE customer = ? AND id > MAX(COALESCE("
+                "(SELECT MAX(source_inbox_id) FROM outbox WHERE customer = ?), ? - 1), ? - 1000)",
+                (customer, recipient, inbox_id, inbox_id),
+            ).fetchone()[0]
+        )
+
     def count_outbox_open(self) -> int:
         """Return how many rows wait to be sent."""
         return int(

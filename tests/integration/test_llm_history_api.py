@@ -1,4 +1,5 @@
-"""Issue 14 item 9: ``llm_history`` (earlier messages the LLM sees) is a validated bot setting."""
+"""Issue 14 items 8 and 9: `llm_history` (earlier messages the LLM sees) and `quote_replies` are
+validated bot settings."""
 
 from __future__ import annotations
 
@@ -29,3 +30,16 @@ def test_out_of_range_or_not_a_number_is_422(client, actors, wa_payload, value) 
     assert client.get(f"{URL}/support-bot", headers=h).json()["llm_history"] == 20
     res = client.post(URL, json=wa_payload(name="Other", llm_history=value), headers=h)
     assert res.status_code == 422, res.text
+
+
+def test_quote_replies_is_a_validated_switch(client, actors, wa_payload) -> None:
+    """Issue 14 item 8: the per-bot switch for quoting the customer's message."""
+    h = actors.headers["admin"]
+    res = client.post(URL, json=wa_payload(), headers=h)
+    assert res.json()["quote_replies"] is True
+    res = client.put(f"{URL}/support-bot", json={"quote_replies": False}, headers=h)
+    assert res.status_code == 200, res.text
+    assert client.get(f"{URL}/support-bot", headers=h).json()["quote_replies"] is False
+    res = client.put(f"{URL}/support-bot", json={"quote_replies": "sometimes"}, headers=h)
+    assert res.status_code == 422, res.text
+    assert any("quote_replies" in err["loc"] for err in res.json()["detail"])
