@@ -84,6 +84,27 @@ def _decode_markup(value: Any) -> Any:
     raise bad_request("can't parse reply keyboard markup JSON object")
 
 
+def _reply_to(params: dict[str, Any]) -> int | None:
+    """The ``message_id`` a message replies to: ``reply_parameters`` (an object, or a JSON
+    string in a form) or the older ``reply_to_message_id``; ``None`` when it quotes nothing."""
+    raw = params.get("reply_parameters")
+    if raw is None and params.get("reply_to_message_id") is not None:
+        raw = {"message_id": params.get("reply_to_message_id")}
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise bad_request("can't parse reply parameters JSON object") from exc
+    mid = raw.get("message_id") if isinstance(raw, dict) else None
+    if isinstance(mid, str) and mid.isdigit():
+        mid = int(mid)
+    if isinstance(mid, bool) or not isinstance(mid, int) or mid <= 0:
+        raise bad_request("message to be replied not found")
+    return mid
+
+
 def _check_markup(markup: dict[str, Any] | None) -> None:
     if not markup or "inline_keyboard" not in markup:
         return
@@ -219,6 +240,7 @@ def _send(
     chat_id = _chat_id(params)
     markup = _decode_markup(params.get("reply_markup"))
     _check_markup(markup)
+    reply_to = _reply_to(params)
     message: dict[str, Any] = {
         "message_id": 0,
         "from": _bot_user(bot_id),
@@ -250,6 +272,8 @@ def _send(
         message["caption"] = text
     if markup:
         message["reply_markup"] = markup
+    if reply_to is not None:  # the quoted message (the sandbox keeps no chat history)
+        message["reply_to_message"] = {"message_id": reply_to, "chat": _chat(chat_id)}
     message["message_id"] = _next_message_id(bot, chat_id)
     logged = {k: v for k, v in params.items() if k not in body.files}
     for name in ("voice", "photo"):

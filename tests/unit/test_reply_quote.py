@@ -135,3 +135,31 @@ def test_quote_ids_per_channel() -> None:
     press = InboundMessage("update:8", customer, kind="button", raw={"message_id": 316})
     assert tg.quote_id(press) is None
     assert tg.quote_id(InboundMessage("update:9", customer, text="hi")) is None
+
+
+async def test_telegram_reply_quotes_through_reply_parameters(tmp_path: Path) -> None:
+    import aiohttp
+
+    from shared.channels.base import TextReply
+    from shared.sandbox.server import Sandbox
+    from telegram_bot.adapter import TelegramAdapter
+
+    token = "123456:sandbox-quote-token"
+    async with Sandbox(port=0) as sandbox, aiohttp.ClientSession() as http:
+        adapter = TelegramAdapter(http, token=token, base_url=sandbox.telegram_url)
+        customer = CustomerRef(telegram_id="4242")
+        await adapter.send(customer, TextReply("first part answer"), reply_to="315")
+        await adapter.send(customer, TextReply("plain"))
+        quoted, plain = sandbox.state.find_messages(provider="telegram", to="4242")
+        assert quoted.payload["reply_parameters"]["message_id"] == 315
+        assert "reply_parameters" not in plain.payload
+        # the sandbox refuses what Telegram refuses
+        url = f"{sandbox.telegram_url}/bot{token}/sendMessage"
+        bad = {"chat_id": 4242, "text": "x", "reply_parameters": {"message_id": "abc"}}
+        async with http.post(url, json=bad) as r:
+            assert r.status == 400
+            assert "replied" in (await r.json())["description"]
+        good = {"chat_id": 4242, "text": "x", "reply_parameters": {"message_id": 315}}
+        async with http.post(url, json=good) as r:
+            assert r.status == 200
+            assert (await r.json())["result"]["reply_to_message"]["message_id"] == 315
