@@ -180,9 +180,9 @@ def test_kb_bot_answers_from_its_base_with_a_voice_note_and_hears_voice(env: Env
 def test_kb_bot_answers_a_price_question_from_its_base_not_the_funnel_price_list(
     env: Env,
 ) -> None:
-    # The default funnel's FAQ has a price entry matched by "how much"; this bot's knowledge
+    # The sales template's FAQ has a price entry matched by "how much"; this bot's knowledge
     # base knows what a gift card costs: the question is answered from the base.
-    bot = env.bot("Gift Shop", knowledge_base_ids=[env.shop_kb()])
+    bot = env.bot("Gift Shop", knowledge_base_ids=[env.shop_kb()], template="sales")
     c = env.customer(bot)
     res = c.post(c.payload("How much is a gift card?"))
     assert res.status_code == 200
