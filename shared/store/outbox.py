@@ -53,6 +53,18 @@ def parts_from_json(text: str | None) -> dict[int, str]:
     return {int(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def operator_replies_since(
+    conn: sqlite3.Connection, user_id: int, since: str
+) -> list[sqlite3.Row]:
+    """Outbox rows (``reply``, ``created_at``) a person wrote to ``user_id`` from ``since`` on,
+    oldest first (a read-only connection is enough: the handover replies of the Desk)."""
+    return conn.execute(
+        "SELECT reply, created_at FROM outbox WHERE user_id = ? AND origin = 'operator' "
+        "AND created_at >= ? ORDER BY id",
+        (user_id, since),
+    ).fetchall()
+
+
 def parts_to_json(parts: dict[int, str]) -> str:
     """Inverse of :func:`parts_from_json`."""
     return json.dumps({str(k): v for k, v in sorted(parts.items())})

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.store.jobs import followup_from_row
+from shared.store.outbox import operator_replies_since
 from shared.store.schema import HANDOVERS_VERSION, IDENTITIES_VERSION, JOBS_VERSION
 from shared.store.sqlite import iso
 
@@ -454,11 +455,7 @@ def handover_replies(path: str | Path, handover_id: int) -> list[str]:
             ).fetchone()
             if h is None:
                 return []
-            rows = reader.conn.execute(
-                "SELECT reply, created_at FROM outbox WHERE user_id = ? AND origin = 'operator' "
-                "AND created_at >= ? ORDER BY id",
-                (h["user_id"], h["created_at"]),
-            ).fetchall()
+            rows = operator_replies_since(reader.conn, h["user_id"], h["created_at"])
         except sqlite3.Error:
             logger.exception("reading handover replies failed", extra={"path": str(path)})
             return []
