@@ -35,8 +35,6 @@ router = APIRouter(tags=["handovers"])
 
 ProposalStatus = Literal["proposed", "accepted", "dropped"]
 ProposalId = Annotated[int, Path(ge=1, le=2**53)]
-#: One accept at a time per bot (and a fresh look at the proposal inside it).
-_ACCEPTING: dict[str, asyncio.Lock] = {}
 #: Handover reasons whose triggering message is a customer's question (asking for a person,
 #: the manager button, an operator or the business phone starting the conversation are not).
 QUESTION_REASONS = ("llm_escalate", "frustration")
@@ -231,8 +229,18 @@ def _open_proposal(session: Session, instance: BotInstance, proposal_id: int) ->
     return proposal
 
 
+def _accepting(request: Request, bot_id: str) -> asyncio.Lock:
+    """One accept at a time per bot (and a fresh look at the proposal inside it). The locks are
+    kept per app: an asyncio lock belongs to the event loop it was first awaited on."""
+    locks: dict[str, asyncio.Lock] | None = getattr(request.app.state, "answer_accepting", None)
+    if locks is None:
+        locks = request.app.state.answer_accepting = {}
+    return locks.setdefault(bot_id, asyncio.Lock())
+
+
 @router.post(f"{KEY_PATH}/answer-proposals/{{proposal_id}}/accept")
 async def accept(
+    request: Request,
     session: SessionDep,
     instance: ManagedInstance,
     user: CurrentUser,
@@ -242,7 +250,7 @@ async def accept(
 ) -> dict[str, Any]:
     """Add the pair (optionally edited) to the bot's knowledge base."""
     body = body or ProposalAccept()
-    async with _ACCEPTING.setdefault(instance.id, asyncio.Lock()):
+    async with _accepting(request, instance.id):
         # Two clicks at once add the pair once: the second finds it accepted (409).
         proposal = _open_proposal(session, instance, proposal_id)
         proposal = await accept_proposal(
