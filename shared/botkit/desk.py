@@ -90,9 +90,11 @@ def send_as_person(
     )
 
 
-async def take(request: web.Request) -> web.Response:
-    """A person takes a handover."""
-    ctx = request.app[CTX_KEY]
+async def _person_request(
+    request: web.Request,
+) -> tuple[BotContext, dict[str, Any], int, str] | web.Response:
+    """What take / reply / resolve share: the bot, the JSON body, the handover id and the
+    person acting, or the error answer (404 unknown id, 422 no assignee)."""
     body = await _body(request)
     if isinstance(body, web.Response):
         return body
@@ -101,6 +103,15 @@ async def take(request: web.Request) -> web.Response:
         return _error(404, "no such handover")
     if not assignee:
         return _error(422, "'assignee' is required")
+    return request.app[CTX_KEY], body, handover_id, assignee
+
+
+async def take(request: web.Request) -> web.Response:
+    """A person takes a handover."""
+    parts = await _person_request(request)
+    if isinstance(parts, web.Response):
+        return parts
+    ctx, body, handover_id, assignee = parts
     try:
         handover = handovers.take(ctx.store, handover_id, assignee=assignee, now=ctx.clock())
     except HandoverError as exc:
@@ -112,16 +123,11 @@ async def take(request: web.Request) -> web.Response:
 
 async def reply(request: web.Request) -> web.Response:
     """A person answers the customer of a handover (taking it if it is still pending)."""
-    ctx = request.app[CTX_KEY]
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    handover_id, assignee = _handover_id(request), _assignee(body)
+    parts = await _person_request(request)
+    if isinstance(parts, web.Response):
+        return parts
+    ctx, body, handover_id, assignee = parts
     text = body.get("text")
-    if handover_id is None:
-        return _error(404, "no such handover")
-    if not assignee:
-        return _error(422, "'assignee' is required")
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
         return _error(422, f"'text' must be 1 to {MAX_TEXT} characters")
     now = ctx.clock()
@@ -146,15 +152,10 @@ async def reply(request: web.Request) -> web.Response:
 
 async def resolve(request: web.Request) -> web.Response:
     """A person gives the conversation back to the bot."""
-    ctx = request.app[CTX_KEY]
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
-    handover_id, assignee = _handover_id(request), _assignee(body)
-    if handover_id is None:
-        return _error(404, "no such handover")
-    if not assignee:
-        return _error(422, "'assignee' is required")
+    parts = await _person_request(request)
+    if isinstance(parts, web.Response):
+        return parts
+    ctx, body, handover_id, assignee = parts
     try:
         handover = handovers.resolve(ctx.store, handover_id, by=assignee, now=ctx.clock())
     except HandoverError as exc:
